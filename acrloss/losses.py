@@ -1,0 +1,213 @@
+"""Landmark regression losses: ACR (Adaptive Coordinate-based Regression), L2 and L1.
+
+Only :mod:`keras.ops` is used, so every loss runs on any Keras 3 backend.
+
+Packing of ``y_true``
+---------------------
+All losses take ``y_true`` of shape ``(B, 2·num_coords)``: the first ``num_coords``
+columns are the target coordinates ``[x0, y0, x1, y1, ...]``, the last ``num_coords``
+the per-coordinate difficulty ``Φ ∈ [0, 1]`` (see :func:`acrloss.pca_utility.difficulty`).
+:class:`L2Loss` and :class:`L1Loss` ignore ``Φ`` and also accept ``y_true`` of width
+``num_coords``. ``y_pred`` has shape ``(B, num_coords)``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import keras
+from keras import ops
+
+__all__ = ["ACRLoss", "L2Loss", "L1Loss", "get_loss", "LOSS_NAMES"]
+
+LOSS_NAMES = ("acr", "l2", "l1")
+
+
+def _static_width(x: Any) -> int | None:
+    shape = getattr(x, "shape", None)
+    if shape is None or len(shape) == 0:
+        return None
+    w = shape[-1]
+    return None if w is None else int(w)
+
+
+def _split_targets(y_true: Any, y_pred: Any, num_coords: int, need_phi: bool, loss_name: str):
+    """Return ``(points, phi or None)`` after checking the (static) widths."""
+    w_true, w_pred = _static_width(y_true), _static_width(y_pred)
+    if w_pred is not None and w_pred != num_coords:
+        raise ValueError(f"{loss_name}: y_pred has {w_pred} columns; expected num_coords={num_coords}")
+    allowed = (2 * num_coords,) if need_phi else (num_coords, 2 * num_coords)
+    if w_true is not None and w_true not in allowed:
+        raise ValueError(
+            f"{loss_name}: y_true has {w_true} columns; expected "
+            + (" or ".join(str(a) for a in allowed))
+            + f" (num_coords={num_coords}; packed as [points, phi])"
+        )
+    points = y_true[..., :num_coords]
+    phi = y_true[..., num_coords : 2 * num_coords] if need_phi else None
+    return points, phi
+
+
+@keras.saving.register_keras_serializable(package="acrloss")
+class ACRLoss(keras.losses.Loss):
+    r"""Adaptive Coordinate-based Regression loss.
+
+    With ``e = y_true_points - y_pred`` and the difficulty ``Φ`` of each coordinate::
+
+        ACR(e) = λ · ln(1 + |e|^(2 - Φ))     if |e| <= 1
+        ACR(e) = e² + C                       otherwise,   C = λ · ln 2 - 1
+
+    ``C`` makes the loss continuous at ``|e| = 1`` (both sides equal ``λ ln 2``).
+    ``Φ = 0`` (an easy coordinate, close to its Smooth-Face) gives
+    ``ln(1 + e²) ≈ e²`` for small ``e``: L2-like, gentle near zero. ``Φ = 1`` (a hard
+    coordinate) gives ``ln(1 + |e|) ≈ |e|``: L1-like, keeps pushing small errors.
+
+    The per-sample value is the mean over the ``num_coords`` coordinates (shape
+    ``(B,)``), then reduced by ``reduction``.
+
+    ``y_true`` has shape ``(B, 2·num_coords)``: the target coordinates followed by
+    ``Φ``; ``y_pred`` has shape ``(B, num_coords)``.
+
+    Both branches are evaluated on clamped arguments and ``|e|^(2-Φ)`` is computed as
+    ``exp((2-Φ)·ln|e|)`` guarded at ``e = 0``, so gradients are finite everywhere.
+
+    Args:
+        lambda_: the weight ``λ`` (> 0) of the logarithmic branch.
+        num_coords: ``2N``, the number of predicted coordinates.
+        name: loss name.
+        reduction: Keras reduction over the batch.
+        dtype: Keras loss dtype.
+    """
+
+    def __init__(self, lambda_: float = 1.0, num_coords: int = 136, name: str = "acr_loss",
+                 reduction: str | None = "sum_over_batch_size", dtype: Any = None) -> None:
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        if not lambda_ > 0:
+            raise ValueError(f"lambda_ must be > 0, got {lambda_!r}")
+        if int(num_coords) <= 0:
+            raise ValueError(f"num_coords must be positive, got {num_coords!r}")
+        self.lambda_ = float(lambda_)
+        self.num_coords = int(num_coords)
+
+    @property
+    def offset(self) -> float:
+        """``C = λ·ln 2 − 1``, the constant of the quadratic branch."""
+        return self.lambda_ * math.log(2.0) - 1.0
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        """Per-sample ACR loss, shape ``(B,)``."""
+        points, phi = _split_targets(y_true, y_pred, self.num_coords, True, "ACRLoss")
+        points = ops.cast(points, y_pred.dtype)
+        phi = ops.clip(ops.cast(phi, y_pred.dtype), 0.0, 1.0)
+        a = ops.abs(points - y_pred)
+        small = a <= 1.0
+
+        # log branch on |e| clamped to [0, 1]; |e|^(2-Φ) = exp((2-Φ) ln|e|), 0 at |e| = 0
+        a_s = ops.minimum(a, 1.0)
+        positive = a_s > 0.0
+        safe = ops.where(positive, a_s, ops.ones_like(a_s))
+        power = ops.where(positive, ops.exp((2.0 - phi) * ops.log(safe)), ops.zeros_like(a_s))
+        log_branch = self.lambda_ * ops.log1p(power)
+
+        # quadratic branch on |e| clamped to [1, inf)
+        a_l = ops.maximum(a, 1.0)
+        quad_branch = ops.square(a_l) + self.offset
+
+        per_coord = ops.where(small, log_branch, quad_branch)
+        return ops.mean(per_coord, axis=-1)
+
+    def get_config(self) -> dict[str, Any]:
+        """Serializable configuration (includes ``lambda_`` and ``num_coords``)."""
+        config = super().get_config()
+        config.update({"num_coords": self.num_coords})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="acrloss")
+class L2Loss(keras.losses.Loss):
+    """Mean squared error per sample over the ``num_coords`` coordinates.
+
+    ``y_true`` is either packed ``(B, 2·num_coords)`` (the ``Φ`` half is ignored) or
+    ``(B, num_coords)``; ``y_pred`` is ``(B, num_coords)``.
+
+    Args:
+        num_coords: ``2N``.
+        name: loss name.
+        reduction: Keras reduction over the batch.
+        dtype: Keras loss dtype.
+    """
+
+    def __init__(self, num_coords: int = 136, name: str = "l2_loss",
+                 reduction: str | None = "sum_over_batch_size", dtype: Any = None) -> None:
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        if int(num_coords) <= 0:
+            raise ValueError(f"num_coords must be positive, got {num_coords!r}")
+        self.num_coords = int(num_coords)
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        """Per-sample mean squared error, shape ``(B,)``."""
+        points, _ = _split_targets(y_true, y_pred, self.num_coords, False, "L2Loss")
+        e = ops.cast(points, y_pred.dtype) - y_pred
+        return ops.mean(ops.square(e), axis=-1)
+
+    def get_config(self) -> dict[str, Any]:
+        """Serializable configuration (includes ``num_coords``)."""
+        config = super().get_config()
+        config.update({"num_coords": self.num_coords})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="acrloss")
+class L1Loss(keras.losses.Loss):
+    """Mean absolute error per sample over the ``num_coords`` coordinates.
+
+    ``y_true`` is either packed ``(B, 2·num_coords)`` (the ``Φ`` half is ignored) or
+    ``(B, num_coords)``; ``y_pred`` is ``(B, num_coords)``.
+
+    Args:
+        num_coords: ``2N``.
+        name: loss name.
+        reduction: Keras reduction over the batch.
+        dtype: Keras loss dtype.
+    """
+
+    def __init__(self, num_coords: int = 136, name: str = "l1_loss",
+                 reduction: str | None = "sum_over_batch_size", dtype: Any = None) -> None:
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        if int(num_coords) <= 0:
+            raise ValueError(f"num_coords must be positive, got {num_coords!r}")
+        self.num_coords = int(num_coords)
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        """Per-sample mean absolute error, shape ``(B,)``."""
+        points, _ = _split_targets(y_true, y_pred, self.num_coords, False, "L1Loss")
+        e = ops.cast(points, y_pred.dtype) - y_pred
+        return ops.mean(ops.abs(e), axis=-1)
+
+    def get_config(self) -> dict[str, Any]:
+        """Serializable configuration (includes ``num_coords``)."""
+        config = super().get_config()
+        config.update({"num_coords": self.num_coords})
+        return config
+
+
+def get_loss(name: str, num_coords: int, **kw: Any) -> keras.losses.Loss:
+    """Build a loss by name.
+
+    Args:
+        name: ``"acr"``, ``"l2"`` or ``"l1"`` (case-insensitive).
+        num_coords: ``2N``.
+        **kw: forwarded to the constructor. ``lambda_`` is only used by ACR and is
+            ignored by L2/L1 so callers may pass it unconditionally.
+
+    Raises:
+        ValueError: unknown name.
+    """
+    key = str(name).strip().lower()
+    if key == "acr":
+        return ACRLoss(num_coords=num_coords, **kw)
+    if key in ("l2", "l1"):
+        kw = {k: v for k, v in kw.items() if k != "lambda_"}
+        cls = L2Loss if key == "l2" else L1Loss
+        return cls(num_coords=num_coords, **kw)
+    raise ValueError(f"unknown loss {name!r}; choose one of {list(LOSS_NAMES)}")

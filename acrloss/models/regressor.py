@@ -1,0 +1,43 @@
+"""Coordinate regression task: backbone + dense head -> flattened normalized points."""
+from __future__ import annotations
+
+import os
+
+import keras
+
+from acrloss.config import ModelArch
+from acrloss.models.backbones import build_backbone
+
+
+def build_regressor(
+    arch: ModelArch | str = ModelArch.MNV2,
+    num_points: int = 68,
+    input_size: int = 224,
+    alpha: float = 1.0,
+    dropout: float = 0.1,
+    backbone_weights: str | os.PathLike | None = None,
+) -> keras.Model:
+    """A coordinate regressor: ``(B, S, S, 3)`` RGB in [0, 255] -> ``(B, 2N)`` normalized
+    ``[x0, y0, x1, y1, ...]`` (see :mod:`acrloss.config` for the convention)."""
+    arch = ModelArch.parse(arch)
+    backbone = build_backbone(arch, input_size, alpha, backbone_weights)
+    inputs = keras.Input((input_size, input_size, 3), name="image")
+    x = backbone(inputs)
+    if dropout:
+        x = keras.layers.Dropout(dropout, name="head_dropout")(x)
+    outputs = keras.layers.Dense(2 * num_points, name="landmarks")(x)
+    return keras.Model(inputs, outputs, name=f"{arch.value}_regressor")
+
+
+def load_model(path: str | os.PathLike) -> keras.Model:
+    """Load a ``.h5``/``.keras`` checkpoint for inference (no optimizer, no loss needed)."""
+    path = str(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: model checkpoint not found")
+    import acrloss.losses  # noqa: F401  (registers custom objects)
+    import acrloss.metrics  # noqa: F401
+
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as exc:  # corrupt or foreign files
+        raise ValueError(f"{path}: cannot load model checkpoint ({exc})") from exc

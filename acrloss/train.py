@@ -1,0 +1,195 @@
+"""``Train``: wires data, the PCA shape model, a model, a loss and callbacks together.
+
+CLI (also the root ``train.py`` and the ``acrloss-train`` console script)::
+
+    train.py --arch mnv2 --dataset 300w --data-dir DIR --loss acr --epochs N --save-path DIR [--resume]
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import keras
+import numpy as np
+
+from acrloss.callbacks import BestCheckpoint, CurriculumCallback, cosine_lr
+from acrloss.config import AugmentConfig, CropConfig, CurriculumConfig, DatasetName, ModelArch, TrainConfig, dataset_spec
+from acrloss.data_prep.datasets import load_split, train_val_split
+from acrloss.data_prep.formats import atomic_write_bytes
+from acrloss.data_prep.pipeline import LandmarkSequence, normalized_labels
+from acrloss.losses import get_loss
+from acrloss.metrics import NMEMetric
+from acrloss.models import build_regressor
+from acrloss.pca_utility import PCAUtility, phi_table
+
+
+class Train:
+    """Train a landmark model.
+
+    Example::
+
+        Train(arch=ModelArch.MNV2, dataset_name=DatasetName.w300, save_path="runs/mnv2_acr",
+              data_dir="../shared/data/300w", loss="acr", epochs=60).train()
+
+    Outputs in ``save_path``: ``best.h5`` (lowest validation NME) with ``best.h5.json``,
+    ``log.csv``, ``config.json``, the PCA model (``pca/``), ``backup/`` (resume state) and,
+    with the TensorFlow backend, ``tensorboard/``.
+    """
+
+    def __init__(
+        self,
+        arch: ModelArch | str = ModelArch.MNV2,
+        dataset_name: DatasetName | str = DatasetName.w300,
+        save_path: str | os.PathLike = "runs/acrloss",
+        data_dir: str | os.PathLike | None = None,
+        config: TrainConfig | None = None,
+        **overrides: Any,
+    ) -> None:
+        cfg = dataclasses.replace(config) if config is not None else TrainConfig()
+        cfg.arch = ModelArch.parse(arch).value
+        cfg.dataset = DatasetName.parse(dataset_name).value
+        for key, value in overrides.items():
+            if key == "input_size":
+                cfg.crop = dataclasses.replace(cfg.crop, input_size=int(value))
+            elif not hasattr(cfg, key):
+                raise TypeError(f"Train: unknown setting {key!r}")
+            else:
+                setattr(cfg, key, value)
+        self.config = cfg
+        self.save_path = Path(save_path)
+        self.data_dir = data_dir or os.environ.get("ACRLOSS_300W")
+        if self.data_dir is None:
+            raise ValueError("Train: give data_dir (or set ACRLOSS_300W) pointing at the 300-W folder")
+        self.spec = dataset_spec(cfg.dataset)
+        self.model: keras.Model | None = None
+
+    # -- pieces ---------------------------------------------------------------------------
+    def _samples(self):
+        cfg = self.config
+        samples = load_split(cfg.dataset, self.data_dir, "train")
+        if cfg.max_train_faces is not None and cfg.max_train_faces < len(samples):
+            keep = np.sort(np.random.default_rng(cfg.seed).permutation(len(samples))[: cfg.max_train_faces])
+            samples = [samples[i] for i in keep]
+        return train_val_split(samples, cfg.val_fraction, cfg.seed)
+
+    def _phi_tables(self, train_samples, val_samples):
+        cfg = self.config
+        train_labels = normalized_labels(train_samples, cfg.crop)
+        models = PCAUtility().fit_levels(train_labels, levels=tuple(cfg.curriculum.levels))
+        for percent, pca in models.items():
+            pca.save(self.save_path / "pca", cfg.dataset)
+        val_table = phi_table(normalized_labels(val_samples, cfg.crop), models) if val_samples else None
+        return phi_table(train_labels, models), val_table
+
+    def build_model(self) -> keras.Model:
+        cfg = self.config
+        return build_regressor(cfg.arch, self.spec.num_points, cfg.crop.input_size, alpha=cfg.alpha)
+
+    # -- the run --------------------------------------------------------------------------
+    def train(self, resume: bool = False) -> dict[str, Any]:
+        """Run training; with ``resume`` continue from ``save_path/backup`` after a kill.
+
+        Returns a summary: best validation NME (%), its epoch, epochs run, seconds.
+        """
+        cfg = self.config
+        keras.utils.set_random_seed(cfg.seed)
+        backup = self.save_path / "backup"
+        if not resume:
+            for stale in (backup, self.save_path / "best.h5", self.save_path / "best.h5.json", self.save_path / "log.csv"):
+                if stale.is_dir():
+                    shutil.rmtree(stale)
+                elif stale.exists():
+                    stale.unlink()
+        self.save_path.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(self.save_path / "config.json", json.dumps(dataclasses.asdict(cfg), indent=1, default=str).encode())
+
+        train_samples, val_samples = self._samples()
+        use_phi = cfg.loss == "acr"
+        train_phi, val_phi = self._phi_tables(train_samples, val_samples) if use_phi else (None, None)
+        common = dict(crop=cfg.crop, batch_size=cfg.batch_size, mirror=self.spec.mirror, workers=cfg.workers)
+        train_seq = LandmarkSequence(train_samples, augment=cfg.augment, shuffle=True, seed=cfg.seed, phi_table=train_phi, **common)
+        val_seq = LandmarkSequence(val_samples, phi_table=val_phi, **common) if val_samples else None
+
+        model = self.build_model()
+        model.compile(
+            optimizer=keras.optimizers.AdamW(learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay),
+            loss=get_loss(cfg.loss, self.spec.num_coords, **({"lambda_": cfg.acr_lambda} if cfg.loss == "acr" else {})),
+            metrics=[NMEMetric(self.spec.num_points, self.spec.norm_points)],
+        )
+        self.model = model
+        callbacks: list[keras.callbacks.Callback] = [
+            keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True),
+            keras.callbacks.LearningRateScheduler(cosine_lr(cfg.learning_rate, cfg.epochs)),
+            keras.callbacks.CSVLogger(str(self.save_path / "log.csv"), append=resume),
+            BestCheckpoint(self.save_path / "best.h5", monitor="val_nme" if val_seq is not None else "nme"),
+        ]
+        if use_phi:
+            callbacks.insert(0, CurriculumCallback([s for s in (train_seq, val_seq) if s is not None], cfg.curriculum.levels, cfg.epochs))
+        if keras.backend.backend() == "tensorflow" and importlib.util.find_spec("tensorboard") is not None:
+            callbacks.append(keras.callbacks.TensorBoard(str(self.save_path / "tensorboard"), write_graph=False))
+        start = time.time()
+        history = model.fit(train_seq, validation_data=val_seq, epochs=cfg.epochs, callbacks=callbacks, verbose=1 if os.environ.get("ACRLOSS_QUIET") is None else 2)
+        best_meta = self.save_path / "best.h5.json"
+        best = json.loads(best_meta.read_text()) if best_meta.is_file() else {}
+        summary = {
+            "best_val_nme": best.get("best"),
+            "best_epoch": best.get("epoch"),
+            "epochs": cfg.epochs,
+            "seconds_this_run": round(time.time() - start, 1),
+            "train_faces": len(train_samples),
+            "val_faces": len(val_samples),
+            "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
+        }
+        atomic_write_bytes(self.save_path / "summary.json", json.dumps(summary, indent=1).encode())
+        return summary
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = TrainConfig()
+    p = argparse.ArgumentParser(prog="acrloss-train", description="Train a face-alignment model with ACR Loss (or L2/L1).")
+    p.add_argument("--arch", default=d.arch, choices=[a.value for a in ModelArch])
+    p.add_argument("--dataset", default=d.dataset, choices=[DatasetName.w300.value])
+    p.add_argument("--data-dir", default=os.environ.get("ACRLOSS_300W"), help="300-W folder (or env ACRLOSS_300W)")
+    p.add_argument("--loss", default=d.loss, choices=["acr", "l2", "l1"])
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.learning_rate)
+    p.add_argument("--input-size", type=int, default=CropConfig.input_size)
+    p.add_argument("--alpha", type=float, default=d.alpha, help="MobileNetV2 width multiplier")
+    p.add_argument("--acr-lambda", type=float, default=d.acr_lambda)
+    p.add_argument("--pca-levels", type=int, nargs="+", default=list(CurriculumConfig.levels))
+    p.add_argument("--val-fraction", type=float, default=d.val_fraction)
+    p.add_argument("--max-train-faces", type=int, default=None)
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--workers", type=int, default=d.workers)
+    p.add_argument("--save-path", required=True)
+    p.add_argument("--resume", action="store_true", help="continue from SAVE_PATH/backup after a kill")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    a = build_parser().parse_args(argv)
+    if a.data_dir is None:
+        raise SystemExit("acrloss-train: give --data-dir (or set ACRLOSS_300W)")
+    cfg = TrainConfig(
+        loss=a.loss, epochs=a.epochs, batch_size=a.batch_size, learning_rate=a.lr, val_fraction=a.val_fraction,
+        seed=a.seed, alpha=a.alpha, acr_lambda=a.acr_lambda, workers=a.workers, max_train_faces=a.max_train_faces,
+        crop=CropConfig(input_size=a.input_size),
+        augment=AugmentConfig.none() if a.no_augment else AugmentConfig(),
+        curriculum=CurriculumConfig(levels=tuple(a.pca_levels)),
+    )
+    summary = Train(a.arch, a.dataset, a.save_path, a.data_dir, config=cfg).train(resume=a.resume)
+    print(json.dumps({k: v for k, v in summary.items() if k != "history"}, indent=1))
+    return summary
+
+
+if __name__ == "__main__":
+    main()

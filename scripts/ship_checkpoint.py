@@ -1,0 +1,65 @@
+#!/usr/bin/env python
+"""Copy a run's best checkpoint into pre_trained_models/ with a JSON of its settings and
+its measured results on the 300-W test subsets.
+
+    python scripts/ship_checkpoint.py --run runs/mnv2_acr_128 --name mnv2_acr_300w --data-dir ../shared/data/300w
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import platform
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from acrloss.data_prep.formats import atomic_write_bytes  # noqa: E402
+from acrloss.test import Test, format_table  # noqa: E402
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", required=True, help="a Train save_path")
+    p.add_argument("--name", required=True)
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("--command", default="", help="the training command, recorded in the JSON")
+    a = p.parse_args()
+    run = Path(a.run)
+    out = ROOT / "pre_trained_models"
+    out.mkdir(exist_ok=True)
+    target = out / f"{a.name}.h5"
+    tmp = out / f".{a.name}.h5.tmp"
+    shutil.copyfile(run / "best.h5", tmp)
+    tmp.replace(target)
+    result = Test().test_model("300w", target, data_dir=a.data_dir, out_dir=out / f"{a.name}_eval")
+    print(format_table(result))
+    with open(run / "log.csv") as fh:
+        log = list(csv.DictReader(fh))
+    meta = {
+        "name": a.name,
+        "file": target.name,
+        "settings": json.loads((run / "config.json").read_text()),
+        "best_checkpoint": json.loads((run / "best.h5.json").read_text()),
+        "epochs_logged": len(log),
+        "training": {"command": a.command, "machine": f"{platform.machine()} CPU, 2 cores (CI-class machine)",
+                     "start": "random initialization (no pretrained weights)"},
+        "data": "300-W train split (afw + helen/trainset + lfpw/trainset; 2,012 faces in ../shared/data), "
+                "validation = fixed-seed 10 % of train",
+        "results": result,
+        "eval_command": f"python test.py --model pre_trained_models/{a.name}.h5 --dataset 300w --data-dir {a.data_dir} --json out/{a.name}.json",
+        "license": "Trained on 300-W: non-commercial research use only.",
+    }
+    summary = run / "summary.json"
+    if summary.is_file():
+        s = json.loads(summary.read_text())
+        meta["training"]["seconds_last_run"] = s.get("seconds_this_run")
+    atomic_write_bytes(out / f"{a.name}.json", json.dumps(meta, indent=1).encode())
+    print(f"wrote {target} and {a.name}.json")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""Shared fixtures: where the real 300-W data lives, and a guard that tests never write there.
+
+The data folder is found at ``<checkout>/../shared/data/300w`` (beside the checkout) or
+through the environment variable ``ACRLOSS_300W``. Tests that need it skip, with the
+reason, when it is absent.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+DEFAULT_300W = Path(__file__).resolve().parents[2] / "shared" / "data" / "300w"
+
+
+def w300_path() -> Path:
+    """The configured 300-W folder (it may not exist)."""
+    env = os.environ.get("ACRLOSS_300W")
+    return Path(env) if env else DEFAULT_300W
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file and folder under ``root`` with its size and modification time."""
+    out: dict[str, tuple[int, int]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = os.path.join(dirpath, name)
+            st = os.stat(p)
+            out[os.path.relpath(p, root)] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: a longer integration test (still runs by default)")
+
+
+@pytest.fixture(scope="session")
+def w300_dir() -> Path:
+    """The real 300-W folder; skips when absent. On teardown, checks that no test
+    created, removed or modified anything inside it."""
+    path = w300_path()
+    if not (path.is_dir() and (path / "helen").is_dir()):
+        pytest.skip(f"300-W data not found at {path}; set ACRLOSS_300W")
+    before = _snapshot(path)
+    yield path
+    after = _snapshot(path)
+    changed = sorted(set(before) ^ set(after) | {k for k in before.keys() & after.keys() if before[k] != after[k]})
+    assert not changed, f"tests wrote into the read-only data folder {path}: {changed[:10]}"
+
+
+@pytest.fixture(scope="session")
+def w300_common(w300_dir):
+    """Samples of the 300-W common test subset (points only; no pixels read)."""
+    from acrloss.data_prep.datasets import w300_subset
+
+    return w300_subset(w300_dir, "common")
