@@ -32,7 +32,7 @@ class CurriculumCallback(keras.callbacks.Callback):
     def __init__(self, datasets: Sequence, levels: Sequence[int], epochs: int) -> None:
         super().__init__()
         self.datasets = list(datasets)
-        self.levels = list(levels)
+        self.levels = sorted(levels)  # phi_table columns are in ascending level order
         self.epochs = epochs
 
     def on_epoch_begin(self, epoch, logs=None):

@@ -147,6 +147,7 @@ class TrainConfig:
     val_fraction: float = 0.1
     seed: int = 0
     alpha: float = 1.0  # MobileNetV2 width
+    head: str = "spatial"  # spatial | gap (see acrloss.models.regressor)
     acr_lambda: float = 1.0
     workers: int = 2
     max_train_faces: int | None = None

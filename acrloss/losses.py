@@ -119,7 +119,7 @@ class ACRLoss(keras.losses.Loss):
     def get_config(self) -> dict[str, Any]:
         """Serializable configuration (includes ``lambda_`` and ``num_coords``)."""
         config = super().get_config()
-        config.update({"num_coords": self.num_coords})
+        config.update({"lambda_": self.lambda_, "num_coords": self.num_coords})
         return config
 
 

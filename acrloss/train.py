@@ -90,7 +90,7 @@ class Train:
 
     def build_model(self) -> keras.Model:
         cfg = self.config
-        return build_regressor(cfg.arch, self.spec.num_points, cfg.crop.input_size, alpha=cfg.alpha)
+        return build_regressor(cfg.arch, self.spec.num_points, cfg.crop.input_size, alpha=cfg.alpha, head=cfg.head)
 
     # -- the run --------------------------------------------------------------------------
     def train(self, resume: bool = False) -> dict[str, Any]:
@@ -163,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=d.learning_rate)
     p.add_argument("--input-size", type=int, default=CropConfig.input_size)
     p.add_argument("--alpha", type=float, default=d.alpha, help="MobileNetV2 width multiplier")
+    p.add_argument("--head", default=d.head, choices=["spatial", "gap"])
     p.add_argument("--acr-lambda", type=float, default=d.acr_lambda)
     p.add_argument("--pca-levels", type=int, nargs="+", default=list(CurriculumConfig.levels))
     p.add_argument("--val-fraction", type=float, default=d.val_fraction)
@@ -181,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         raise SystemExit("acrloss-train: give --data-dir (or set ACRLOSS_300W)")
     cfg = TrainConfig(
         loss=a.loss, epochs=a.epochs, batch_size=a.batch_size, learning_rate=a.lr, val_fraction=a.val_fraction,
-        seed=a.seed, alpha=a.alpha, acr_lambda=a.acr_lambda, workers=a.workers, max_train_faces=a.max_train_faces,
+        seed=a.seed, alpha=a.alpha, head=a.head, acr_lambda=a.acr_lambda, workers=a.workers, max_train_faces=a.max_train_faces,
         crop=CropConfig(input_size=a.input_size),
         augment=AugmentConfig.none() if a.no_augment else AugmentConfig(),
         curriculum=CurriculumConfig(levels=tuple(a.pca_levels)),

@@ -16,7 +16,6 @@ from acrloss.pca_utility import (
 )
 
 LEVELS = (80, 85, 90, 95)
-W300_AFW = Path("/work/shared/data/300w/afw")
 
 
 def synthetic_faces(seed: int = 0, m: int = 300, n_points: int = 20, rank: int = 8) -> np.ndarray:
@@ -261,9 +260,12 @@ def read_pts(path: Path) -> np.ndarray:
     return pts
 
 
-@pytest.mark.skipif(not W300_AFW.is_dir(), reason=f"300-W data not found at {W300_AFW}")
-def test_real_300w_afw_labels():
-    files = sorted(W300_AFW.glob("*.pts"))
+def test_real_300w_afw_labels(w300_dir):
+    """On the afw subset of the real 300-W labels (``w300_dir`` skips when absent)."""
+    afw = w300_dir / "afw"
+    if not afw.is_dir():
+        pytest.skip(f"no afw folder in {w300_dir}")
+    files = sorted(afw.glob("*.pts"))
     assert files
     faces = []
     for f in files:

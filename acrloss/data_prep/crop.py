@@ -76,7 +76,10 @@ class CropTransform:
         # strong down-scaling: pre-shrink with INTER_AREA to avoid aliasing
         if scale < 0.5:
             f = scale * 1.5
-            src = cv2.resize(image, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+            # explicit dsize: with fx/fy OpenCV scales by f itself, not by the rounded
+            # size ratio used for ``pre`` below (a sub-pixel shift of the image)
+            dsize = (max(1, round(image.shape[1] * f)), max(1, round(image.shape[0] * f)))
+            src = cv2.resize(image, dsize, interpolation=cv2.INTER_AREA)
             sx, sy = src.shape[1] / image.shape[1], src.shape[0] / image.shape[0]
             pre = np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0, 0, 1]])
             m = (to_h(m) @ np.linalg.inv(pre))[:2]

@@ -10,7 +10,8 @@ from acrloss.config import ModelArch
 
 
 def build_backbone(arch: ModelArch | str, input_size: int = 224, alpha: float = 1.0, weights: str | os.PathLike | None = None) -> keras.Model:
-    """A feature extractor taking RGB images in [0, 255], returning a pooled feature vector.
+    """A feature extractor taking RGB images in [0, 255], returning its last feature map
+    ``(B, S/32, S/32, C)``.
 
     ``weights`` is ``None`` (random initialization) or the path of a local Keras weights
     file for this backbone; URLs and ``"imagenet"`` are refused so that nothing downloads.
@@ -24,13 +25,13 @@ def build_backbone(arch: ModelArch | str, input_size: int = 224, alpha: float = 
     inputs = keras.Input(shape, name="image")
     if arch is ModelArch.MNV2:
         x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="to_unit_range")(inputs)
-        net = keras.applications.MobileNetV2(input_shape=shape, alpha=alpha, include_top=False, weights=None, pooling="avg")
+        net = keras.applications.MobileNetV2(input_shape=shape, alpha=alpha, include_top=False, weights=None, pooling=None)
     elif arch is ModelArch.EFFICIENTNET_B0:
         x = inputs  # EfficientNet rescales and normalizes internally
-        net = keras.applications.EfficientNetB0(input_shape=shape, include_top=False, weights=None, pooling="avg")
+        net = keras.applications.EfficientNetB0(input_shape=shape, include_top=False, weights=None, pooling=None)
     elif arch is ModelArch.EFFICIENTNET_B3:
         x = inputs
-        net = keras.applications.EfficientNetB3(input_shape=shape, include_top=False, weights=None, pooling="avg")
+        net = keras.applications.EfficientNetB3(input_shape=shape, include_top=False, weights=None, pooling=None)
     else:  # pragma: no cover - enum is exhaustive
         raise ValueError(f"no backbone for {arch}")
     if weights is not None:

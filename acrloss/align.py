@@ -1,0 +1,256 @@
+"""Align faces in real photos: detect -> calibrate the box -> crop -> regress -> map back.
+
+::
+
+    from acrloss.align import FaceAligner, draw_landmarks
+
+    aligner = FaceAligner()                      # shipped "mnv2_acr_300w", dlib HOG detector
+    faces = aligner.get_landmarks("photo.jpg")   # list of (68, 2) arrays, one per face
+    faces, boxes, scores = aligner.get_landmarks(image, return_boxes=True)
+    annotated = draw_landmarks(image, faces, boxes)
+
+Landmarks are returned in the *original* image's 0-based pixel-centre coordinates
+(:mod:`acrloss.config`). Every box, whether from the detector or given by the caller, is
+treated as a *face-detector* box and goes through the :class:`BoxCalibration` that maps
+dlib HOG boxes to the landmark-extent boxes the model was trained on; pass
+``calibrate=False`` when your boxes already are landmark-extent boxes (e.g. from a
+previous alignment's :func:`acrloss.data_prep.crop.face_box`).
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import cv2
+import keras
+import numpy as np
+
+from acrloss.config import CropConfig
+from acrloss.data_prep.crop import CropTransform, denormalize
+from acrloss.data_prep.formats import LandmarkFileError
+from acrloss.data_prep.images import IMAGE_EXTENSIONS, read_image, to_rgb
+from acrloss.detectors import BoxCalibration, Detection, DlibHOGDetector, StaticBoxes
+
+DEFAULT_MODEL = "mnv2_acr_300w"
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_ROOT = PACKAGE_DIR.parent
+MODEL_DIRS = (REPO_ROOT / "pre_trained_models", PACKAGE_DIR / "pre_trained_models")
+
+
+def available_models() -> list[str]:
+    """Names of the shipped ``.h5`` checkpoints (``pre_trained_models/*.h5``)."""
+    names: set[str] = set()
+    for d in MODEL_DIRS:
+        if d.is_dir():
+            names.update(p.stem for p in d.glob("*.h5"))
+    return sorted(names)
+
+
+def resolve_model(name_or_path: str | os.PathLike) -> Path:
+    """A checkpoint path from a file path or a shipped model name.
+
+    Tried in order: (a) an existing file ``name_or_path``; (b) ``<repo root>/pre_trained_models/
+    {name}.h5`` where the repo root is the parent of the ``acrloss`` package folder (also
+    ``acrloss/pre_trained_models/`` for installed copies). Raises :class:`FileNotFoundError`
+    listing the available names otherwise.
+    """
+    p = Path(name_or_path).expanduser()
+    if p.is_file():
+        return p
+    name = str(name_or_path)
+    stem = name[:-3] if name.endswith(".h5") else name
+    if os.sep not in stem and "/" not in stem:
+        for d in MODEL_DIRS:
+            candidate = d / f"{stem}.h5"
+            if candidate.is_file():
+                return candidate
+    names = available_models()
+    listed = ", ".join(names) if names else "none (pre_trained_models/ holds no .h5 file)"
+    raise FileNotFoundError(
+        f"model {name!r}: no such file, and not a shipped model name in {MODEL_DIRS[0]}; available names: {listed}"
+    )
+
+
+def _as_rgb(image: Any) -> tuple[np.ndarray, str]:
+    if isinstance(image, (str, os.PathLike)):
+        return read_image(image), str(image)
+    return to_rgb(np.asarray(image)), "image"
+
+
+class FaceAligner:
+    """68-point landmarks for every face in a photo.
+
+    ``model``: a shipped model name (see :func:`available_models`), a path to a ``.h5``/
+    ``.keras`` checkpoint, or an already-built model: a ``keras.Model`` (or any object with
+    ``input_shape`` that maps a float32 ``(B, S, S, 3)`` RGB [0, 255] batch to ``(B, 2N)``
+    normalized points). ``detector``: any callable ``image -> [(box, score), ...]``; ``None``
+    creates a :class:`DlibHOGDetector` on first use. ``calibration`` maps detector boxes to
+    landmark-extent boxes; ``margin`` must match the model's training crops (0.25).
+    """
+
+    def __init__(
+        self,
+        model: Any = DEFAULT_MODEL,
+        detector: Callable[[np.ndarray], list[Detection]] | None = None,
+        calibration: BoxCalibration | None = None,
+        margin: float = CropConfig.margin,
+        batch_size: int = 32,
+    ) -> None:
+        if isinstance(model, (str, os.PathLike)):
+            from acrloss.models.regressor import load_model  # noqa: PLC0415
+
+            self.model_path: str | None = str(resolve_model(model))
+            self.model = load_model(self.model_path)
+        else:
+            if not hasattr(model, "input_shape"):
+                raise TypeError("FaceAligner: model must be a name, a path, or a model with an input_shape")
+            self.model_path = None
+            self.model = model
+        shape = tuple(self.model.input_shape)
+        if len(shape) != 4 or shape[1] is None or shape[1] != shape[2] or shape[3] != 3:
+            raise ValueError(f"FaceAligner: the model must take (B, S, S, 3) images, its input shape is {shape}")
+        self.input_size = int(shape[1])
+        self._detector = detector
+        self.calibration = BoxCalibration() if calibration is None else calibration
+        self.margin = float(margin)
+        self.batch_size = int(batch_size)
+
+    # ------------------------------------------------------------------ pieces
+    @property
+    def detector(self) -> Callable[[np.ndarray], list[Detection]]:
+        if self._detector is None:
+            self._detector = DlibHOGDetector()
+        return self._detector
+
+    def crop_box(self, box: Sequence[float] | np.ndarray, calibrate: bool = True) -> np.ndarray:
+        """The landmark-style box a face box is cropped around."""
+        return self.calibration.apply(box) if calibrate else np.asarray(box, dtype=np.float64).reshape(4).copy()
+
+    def crop_transform(self, box: Sequence[float] | np.ndarray, calibrate: bool = True) -> CropTransform:
+        """The crop the model sees for a face box (after calibration unless ``calibrate=False``)."""
+        return CropTransform.from_box(self.crop_box(box, calibrate), self.input_size, self.margin)
+
+    def detect(self, image: Any, boxes: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(rgb image, boxes (F, 4), scores (F,))`` from the detector or the given boxes."""
+        rgb, _ = _as_rgb(image)
+        dets = StaticBoxes(boxes)(rgb) if boxes is not None else self.detector(rgb)
+        if not dets:
+            return rgb, np.zeros((0, 4)), np.zeros((0,))
+        return rgb, np.stack([np.asarray(b, dtype=np.float64).reshape(4) for b, _ in dets]), np.array([s for _, s in dets], dtype=np.float64)
+
+    def _predict(self, crops: np.ndarray) -> np.ndarray:
+        """Normalized ``(B, N, 2)`` predictions for float32 crops, in chunks of ``batch_size``."""
+        out = []
+        for i in range(0, len(crops), self.batch_size):
+            x = crops[i : i + self.batch_size]
+            y = self.model(x, training=False) if isinstance(self.model, keras.Model) else self.model(x)
+            y = np.asarray(y, dtype=np.float64)
+            out.append(y.reshape(len(x), -1, 2))
+        return np.concatenate(out, axis=0)
+
+    def _align(self, items: list[tuple[np.ndarray, np.ndarray]], calibrate: bool) -> list[list[np.ndarray]]:
+        """Landmarks per image for ``(rgb, boxes)`` items; all faces go through the model together."""
+        transforms, owners = [], []
+        for k, (rgb, boxes) in enumerate(items):
+            for box in boxes:
+                transforms.append(self.crop_transform(box, calibrate))
+                owners.append(k)
+        result: list[list[np.ndarray]] = [[] for _ in items]
+        if not transforms:
+            return result
+        crops = np.stack([t.warp(items[k][0]) for t, k in zip(transforms, owners)]).astype(np.float32)
+        pred = self._predict(crops)
+        for p, t, k in zip(pred, transforms, owners):
+            result[k].append(t.inverse(denormalize(p, self.input_size)))
+        return result
+
+    # ------------------------------------------------------------------ public
+    def get_landmarks(self, image: Any, boxes: Any = None, return_boxes: bool = False, calibrate: bool = True):
+        """Landmarks of every face in ``image`` (a path, or a greyscale/RGB/RGBA array).
+
+        ``boxes``: optional ``(F, 4)`` face boxes ``(x0, y0, x1, y1)`` used instead of the
+        detector; they are treated like detector boxes (calibrated) unless ``calibrate=False``.
+        Returns a list of ``(N, 2)`` float arrays in the original image's 0-based pixel
+        coordinates (``[]`` when no face is found), ordered like the boxes (detector: by
+        score). With ``return_boxes``: ``(landmarks, boxes (F, 4), scores (F,))`` where the
+        boxes are the detector's (or the caller's) uncalibrated boxes.
+        """
+        rgb, det_boxes, scores = self.detect(image, boxes)
+        landmarks = self._align([(rgb, det_boxes)], calibrate)[0]
+        if return_boxes:
+            return landmarks, det_boxes, scores
+        return landmarks
+
+    def get_landmarks_batch(self, images: Sequence[Any], calibrate: bool = True) -> list[list[np.ndarray]]:
+        """``get_landmarks`` for many images (paths or arrays): one list of faces per image,
+        in input order. All faces of all images share batched model calls."""
+        items = []
+        for image in images:
+            rgb, boxes, _ = self.detect(image)
+            items.append((rgb, boxes))
+        return self._align(items, calibrate)
+
+    def get_landmarks_from_folder(
+        self, folder: str | os.PathLike, recursive: bool = False, skip_unreadable: bool = True
+    ) -> dict[str, list[np.ndarray]]:
+        """``{image path: [landmarks per face]}`` for every image (.jpg/.jpeg/.png/.bmp) in
+        ``folder``, sorted by path. Unreadable images are skipped with a warning (or raise
+        with ``skip_unreadable=False``); images without faces map to ``[]``."""
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder}: folder not found")
+        files = sorted(
+            p for p in (folder.rglob("*") if recursive else folder.iterdir())
+            if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+        )
+        out: dict[str, list[np.ndarray]] = {}
+        for start in range(0, len(files), self.batch_size):
+            chunk, items = [], []
+            for path in files[start : start + self.batch_size]:
+                try:
+                    rgb, boxes, _ = self.detect(path)
+                except LandmarkFileError as exc:  # unreadable image
+                    if not skip_unreadable:
+                        raise
+                    warnings.warn(f"skipping {exc}", stacklevel=2)
+                    continue
+                chunk.append(str(path))
+                items.append((rgb, boxes))
+            for path, faces in zip(chunk, self._align(items, True)):
+                out[path] = faces
+        return out
+
+
+def draw_landmarks(
+    image: Any,
+    landmarks_list: Sequence[np.ndarray],
+    boxes: Sequence[Sequence[float]] | np.ndarray | None = None,
+    radius: int | None = None,
+    point_color: tuple[int, int, int] = (0, 255, 0),
+    box_color: tuple[int, int, int] = (255, 0, 0),
+) -> np.ndarray:
+    """An RGB uint8 copy of ``image`` with each face's points as filled circles and the
+    ``boxes`` as rectangles. ``radius=None`` scales the dots to each face's size."""
+    canvas = (read_image(image) if isinstance(image, (str, os.PathLike)) else to_rgb(np.asarray(image))).copy()
+    shift = 4  # sub-pixel drawing: coordinates in 1/16 px
+    one = 1 << shift
+
+    def fx(v: float) -> int:  # pixel centres are integers in OpenCV's drawing grid too
+        return int(round(float(v) * one))
+
+    for pts in landmarks_list:
+        pts = np.asarray(pts, dtype=np.float64).reshape(-1, 2)
+        if not len(pts):
+            continue
+        side = float(max(np.ptp(pts[:, 0]), np.ptp(pts[:, 1]), 1.0))
+        r = radius if radius is not None else max(1, int(round(side / 90.0)))
+        for x, y in pts:
+            if np.isfinite(x) and np.isfinite(y):
+                cv2.circle(canvas, (fx(x), fx(y)), int(r) * one, point_color, -1, cv2.LINE_AA, shift)
+    if boxes is not None:
+        for b in np.asarray(boxes, dtype=np.float64).reshape(-1, 4):
+            t = max(1, int(round(max(b[2] - b[0], b[3] - b[1]) / 150.0)))
+            cv2.rectangle(canvas, (fx(b[0]), fx(b[1])), (fx(b[2]), fx(b[3])), box_color, t, cv2.LINE_AA, shift)
+    return canvas
