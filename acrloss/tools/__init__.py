@@ -1,0 +1,1 @@
+"""Offline helper tools (weight converters and the like)."""
