@@ -4,6 +4,10 @@ Public surface::
 
     from acrloss import Train, Test, PCAUtility, ACRLoss, DatasetName, ModelArch
 """
+import os as _os
+
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out of CLI output
+
 from acrloss.config import DatasetName, ModelArch, TrainConfig, CropConfig, AugmentConfig, CurriculumConfig
 from acrloss.losses import ACRLoss, L1Loss, L2Loss
 from acrloss.pca_utility import PCAUtility

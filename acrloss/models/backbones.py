@@ -20,6 +20,7 @@ def build_backbone(
     alpha: float = 1.0,
     weights: str | os.PathLike | None = None,
     preprocessing: str = "unit",
+    bn_momentum: float | None = 0.99,
 ) -> keras.Model:
     """A feature extractor taking RGB images in [0, 255], returning its last feature map
     ``(B, S/32, S/32, C)``.
@@ -29,7 +30,8 @@ def build_backbone(
     ``preprocessing`` (MobileNetV2 only): ``"unit"`` maps [0, 255] to [-1, 1] (Keras'
     convention); ``"imagenet"`` scales to [0, 1] and standardizes with the ImageNet mean
     and standard deviation, as torchvision checkpoints expect (see
-    :mod:`acrloss.tools.convert_mnv2`).
+    :mod:`acrloss.tools.convert_mnv2`). ``bn_momentum`` replaces the momentum of every
+    batch-normalization layer (``None`` keeps the application's own).
     """
     if preprocessing not in ("unit", "imagenet"):
         raise ValueError(f"preprocessing must be 'unit' or 'imagenet', got {preprocessing!r}")
@@ -59,4 +61,10 @@ def build_backbone(
         raise ValueError(f"no backbone for {arch}")
     if weights is not None:
         net.load_weights(str(weights))
+    if bn_momentum is not None:
+        # keras.applications use 0.999: on a few thousand faces the moving statistics then
+        # lag the weights by ~20 epochs and validation runs on stale statistics
+        for layer in net.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = float(bn_momentum)
     return keras.Model(inputs, net(x), name=f"{arch.value}_backbone")
