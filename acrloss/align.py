@@ -44,7 +44,7 @@ def available_models() -> list[str]:
     names: set[str] = set()
     for d in MODEL_DIRS:
         if d.is_dir():
-            names.update(p.stem for p in d.glob("*.h5"))
+            names.update(p.stem for p in d.glob("*.h5") if not p.name.endswith(".weights.h5"))
     return sorted(names)
 
 
