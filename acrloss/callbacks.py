@@ -6,14 +6,13 @@ import io
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import keras
 import numpy as np
 
-from acrloss.data_prep.formats import atomic_write_bytes
+from acrloss.data_prep.formats import atomic_path, atomic_write_bytes
 
 
 def curriculum_level(epoch: int, epochs: int, num_levels: int) -> int:
@@ -81,15 +80,8 @@ class BestCheckpoint(keras.callbacks.Callback):
         if value is None or not math.isfinite(float(value)) or float(value) >= self.best:
             return
         self.best = float(value)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".best.", suffix=self.path.suffix)
-        os.close(fd)
-        try:
+        with atomic_path(self.path, suffix=self.path.suffix) as tmp:
             self.model.save(tmp, overwrite=True)
-            os.replace(tmp, self.path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
         record = {"best": self.best, "monitor": self.monitor, "epoch": epoch + 1}
         atomic_write_bytes(self.meta, json.dumps(record, indent=1).encode())
 

@@ -14,12 +14,13 @@ NMEs are returned as fractions; :func:`summarize` reports percentages.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import keras
 import numpy as np
+
+from acrloss.data_prep.formats import atomic_path
 from keras import ops
 
 __all__ = [
@@ -177,18 +178,8 @@ def plot_ced(curves: Mapping[str, np.ndarray], path: "str | os.PathLike[str]",
         ax.set_title(title)
 
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(out) as tmp, open(tmp, "wb") as fh:
+        fig.savefig(fh, format="png")
     return out
 
 

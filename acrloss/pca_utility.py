@@ -25,12 +25,13 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
+
+from acrloss.data_prep.formats import save_npy_atomic
 
 from acrloss.config import DatasetName, dataset_spec
 
@@ -88,18 +89,7 @@ def pca_file_paths(out_dir: "str | os.PathLike[str]", dataset_name: "str | Datas
 
 def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
     """Write ``array`` to ``path`` through a temporary file in the same folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, np.asarray(array))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    save_npy_atomic(path, array)
 
 
 def _as_face_matrix(labels: np.ndarray, name: str = "labels") -> np.ndarray:

