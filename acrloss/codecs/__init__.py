@@ -4,24 +4,7 @@ Public surface::
 
     from acrloss.codecs import HeatmapCodec, HeatmapDecodeLayer, decode, multilaterate
 """
-from acrloss.codecs.heatmap import (
-    DECODERS,
-    HeatmapCodec,
-    HeatmapDecodeLayer,
-    decode,
-    encode_heatmaps,
-    heatmap_to_input,
-    input_to_heatmap,
-    multilaterate,
-)
+from acrloss.codecs import heatmap as _heatmap
+from acrloss.codecs.heatmap import *  # noqa: F401,F403  (the names in heatmap.__all__)
 
-__all__ = [
-    "DECODERS",
-    "HeatmapCodec",
-    "HeatmapDecodeLayer",
-    "decode",
-    "encode_heatmaps",
-    "heatmap_to_input",
-    "input_to_heatmap",
-    "multilaterate",
-]
+__all__ = list(_heatmap.__all__)
