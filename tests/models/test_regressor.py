@@ -65,7 +65,7 @@ def test_randomized_model_depends_on_its_input(tiny_mnv2):
     assert out.std(axis=0).mean() > 0.05
 
 
-@pytest.mark.parametrize("arch, size, alpha", [("mnv2", 32, 0.35), ("mnv2", 64, 0.35), ("efficientnet_b0", 32, 1.0)])
+@pytest.mark.parametrize("arch, size, alpha", [("mnv2", 32, 0.35), ("mnv2", 64, 0.35), ("efficientnet_b0", 32, 1.0), ("efficientnet_b3", 32, 1.0)])
 def test_output_shape(arch, size, alpha):
     model = build_regressor(arch, 68, input_size=size, alpha=alpha)
     assert model.input_shape == (None, size, size, 3)
