@@ -32,6 +32,7 @@ from acrloss.data_prep.crop import CropTransform, denormalize
 from acrloss.data_prep.formats import LandmarkFileError
 from acrloss.data_prep.images import IMAGE_EXTENSIONS, read_image, to_rgb
 from acrloss.detectors import BoxCalibration, Detection, DlibHOGDetector, StaticBoxes
+from acrloss.models.regressor import landmarks_from_output
 
 DEFAULT_MODEL = "mnv2_acr_300w"
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -146,8 +147,7 @@ class FaceAligner:
         for i in range(0, len(crops), self.batch_size):
             x = crops[i : i + self.batch_size]
             y = self.model(x, training=False) if isinstance(self.model, keras.Model) else self.model(x)
-            y = np.asarray(y, dtype=np.float64)
-            out.append(y.reshape(len(x), -1, 2))
+            out.append(landmarks_from_output(y).reshape(len(x), -1, 2))
         return np.concatenate(out, axis=0)
 
     def _align(self, items: list[tuple[np.ndarray, np.ndarray]], calibrate: bool) -> list[list[np.ndarray]]:

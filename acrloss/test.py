@@ -25,7 +25,7 @@ from acrloss.data_prep.datasets import Sample, available_subsets, read_folder
 from acrloss.data_prep.formats import atomic_write_bytes
 from acrloss.data_prep.pipeline import LandmarkSequence
 from acrloss.metrics import nme as nme_fn, plot_ced, summarize
-from acrloss.models import load_model
+from acrloss.models import landmarks_from_output, load_model
 
 
 def predict_samples(model, samples: Sequence[Sample], crop: CropConfig, batch_size: int = 32) -> np.ndarray:
@@ -34,7 +34,7 @@ def predict_samples(model, samples: Sequence[Sample], crop: CropConfig, batch_si
     out = []
     for i in tqdm(range(len(seq)), desc="predict", unit="batch", disable=not sys.stderr.isatty()):
         images, _, transforms = seq[i]
-        pred = np.asarray(model(images, training=False), dtype=np.float64).reshape(len(images), -1, 2)
+        pred = landmarks_from_output(model(images, training=False)).reshape(len(images), -1, 2)
         for p, t in zip(pred, transforms):
             out.append(t.inverse(denormalize(p, crop.input_size)))
     return np.stack(out)

@@ -46,6 +46,28 @@ def build_regressor(
     return keras.Model(inputs, outputs, name=f"{arch.value}_regressor")
 
 
+def landmarks_from_output(output, num_points: int | None = None):
+    """The normalized landmarks ``(B, 2N)`` (NumPy) of a model's raw output.
+
+    The library's output contract: a model returns either one tensor ``(B, 2N)`` (plain
+    coordinate regressors) or a dict holding a ``"landmarks"`` entry ``(B, 2N)`` next to
+    any extra outputs (heatmaps, per-stage predictions, predicted errors, ...).
+    """
+    import numpy as np
+
+    if isinstance(output, dict):
+        if "landmarks" not in output:
+            raise ValueError(f"model output dict has no 'landmarks' entry (keys: {sorted(output)})")
+        output = output["landmarks"]
+    elif isinstance(output, (list, tuple)):
+        raise ValueError("model returned several unnamed outputs; name the landmark output 'landmarks' in a dict")
+    out = np.asarray(keras.ops.convert_to_numpy(output), dtype=np.float64)
+    out = out.reshape(out.shape[0], -1)
+    if num_points is not None and out.shape[1] != 2 * num_points:
+        raise ValueError(f"model gives {out.shape[1] // 2} points, expected {num_points}")
+    return out
+
+
 def load_model(path: str | os.PathLike) -> keras.Model:
     """Load a ``.h5``/``.keras`` checkpoint for inference (no optimizer, no loss needed)."""
     path = str(path)
