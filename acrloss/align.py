@@ -28,7 +28,7 @@ import keras
 import numpy as np
 
 from acrloss.config import CropConfig
-from acrloss.data_prep.crop import CropTransform, denormalize
+from acrloss.data_prep.crop import CropTransform, denormalize, face_box
 from acrloss.data_prep.formats import LandmarkFileError
 from acrloss.data_prep.images import IMAGE_EXTENSIONS, read_image, to_rgb
 from acrloss.detectors import BoxCalibration, Detection, DlibHOGDetector, StaticBoxes
@@ -84,11 +84,15 @@ class FaceAligner:
     """68-point landmarks for every face in a photo.
 
     ``model``: a shipped model name (see :func:`available_models`), a path to a ``.h5``/
-    ``.keras`` checkpoint, or an already-built model: a ``keras.Model`` (or any object with
+    ``.keras`` checkpoint or to an exported ``.tflite``/``.onnx`` file (run by
+    :class:`acrloss.export.ExportedModel`), or an already-built model: a ``keras.Model`` (or any object with
     ``input_shape`` that maps a float32 ``(B, S, S, 3)`` RGB [0, 255] batch to ``(B, 2N)``
     normalized points). ``detector``: any callable ``image -> [(box, score), ...]``; ``None``
     creates a :class:`DlibHOGDetector` on first use. ``calibration`` maps detector boxes to
     landmark-extent boxes; ``margin`` must match the model's training crops (0.25).
+    ``refine``: extra passes that re-crop each face around the box of its predicted points
+    (the landmark-extent crop the model was trained on) and predict again; each pass costs
+    one more model call per face (``benchmarks/whole_photo.py`` measures the effect).
     """
 
     def __init__(
@@ -98,12 +102,18 @@ class FaceAligner:
         calibration: BoxCalibration | None = None,
         margin: float = CropConfig.margin,
         batch_size: int = 32,
+        refine: int = 0,
     ) -> None:
         if isinstance(model, (str, os.PathLike)):
             from acrloss.models.regressor import load_model  # noqa: PLC0415
 
             self.model_path: str | None = str(resolve_model(model))
-            self.model = load_model(self.model_path)
+            if Path(self.model_path).suffix.lower() in (".tflite", ".onnx"):  # exported files: acrloss.export
+                from acrloss.export import ExportedModel  # noqa: PLC0415
+
+                self.model = ExportedModel(self.model_path)
+            else:
+                self.model = load_model(self.model_path)
         else:
             if not hasattr(model, "input_shape"):
                 raise TypeError("FaceAligner: model must be a name, a path, or a model with an input_shape")
@@ -117,6 +127,9 @@ class FaceAligner:
         self.calibration = BoxCalibration() if calibration is None else calibration
         self.margin = float(margin)
         self.batch_size = int(batch_size)
+        if int(refine) < 0:
+            raise ValueError(f"FaceAligner: refine must be >= 0, got {refine}")
+        self.refine = int(refine)
 
     # ------------------------------------------------------------------ pieces
     @property
@@ -162,8 +175,14 @@ class FaceAligner:
             return result
         crops = np.stack([t.warp(items[k][0]) for t, k in zip(transforms, owners)]).astype(np.float32)
         pred = self._predict(crops)
-        for p, t, k in zip(pred, transforms, owners):
-            result[k].append(t.inverse(denormalize(p, self.input_size)))
+        points = [t.inverse(denormalize(p, self.input_size)) for p, t in zip(pred, transforms)]
+        for _ in range(self.refine):  # re-crop around the predicted points' box (no calibration)
+            transforms = [CropTransform.from_box(face_box(p), self.input_size, self.margin) for p in points]
+            crops = np.stack([t.warp(items[k][0]) for t, k in zip(transforms, owners)]).astype(np.float32)
+            pred = self._predict(crops)
+            points = [t.inverse(denormalize(p, self.input_size)) for p, t in zip(pred, transforms)]
+        for p, k in zip(points, owners):
+            result[k].append(p)
         return result
 
     # ------------------------------------------------------------------ public
