@@ -42,6 +42,8 @@ class ModelArch(str, enum.Enum):
     MNV2 = "mnv2"
     EFFICIENTNET_B0 = "efficientnet_b0"
     EFFICIENTNET_B3 = "efficientnet_b3"
+    MNV2_HEATMAP = "mnv2_heatmap"  # MobileNetV2 + heatmap head, decoded in the model (acrloss.models.heatmap)
+    MUSICA = "musica"  # selective patch cascade with predicted errors, early exit (acrloss.models.musica)
 
     @classmethod
     def parse(cls, value: "str | ModelArch") -> "ModelArch":
@@ -153,6 +155,15 @@ class TrainConfig:
     acr_lambda: float = 1.0
     workers: int = 2
     max_train_faces: int | None = None
+    # arch mnv2_heatmap only (loss: heatmap MSE; `loss` and the ACR curriculum do not apply)
+    heatmap_size: int | None = None  # side of the heatmaps, ceil(input/32) times a power of two; None: input/4
+    heatmap_sigma: float | None = None  # Gaussian sigma in heatmap cells; None: acrloss.models.heatmap.default_sigma
+    decoder: str = "keyposs"  # argmax | quarter | dark | keyposs: the in-model decoder (validation NME, best.h5)
+    heatmap_fg_weight: float = 10.0  # heatmap MSE weight 1 + w * target (w = 0: plain MSE)
+    # arch musica only: weight of the per-stage error-prediction term; overrides of
+    # acrloss.models.musica.build_musica keywords (e.g. {"hidden_units": 128})
+    musica_error_weight: float = 0.1
+    musica_options: dict = field(default_factory=dict)
     crop: CropConfig = field(default_factory=CropConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)

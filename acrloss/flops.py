@@ -18,6 +18,10 @@ and 3-D layers the products run over all spatial axes):
   multiply-adds of convolution and dense layers are counted, as papers do. Biases are
   not counted.
 
+A custom layer may count itself: a method ``mac_count(input_shapes, output_shapes) -> int``
+(lists of the layer's input and output shapes, batch dimension 1) replaces the rules above
+for that layer (e.g. :class:`acrloss.models.musica.PatchSampler`: 4 per bilinear sample).
+
 Layers that do real multiply-adds but are not covered above (any other layer with
 weights, e.g. ``EinsumDense``, ``MultiHeadAttention``, RNNs, a subclassed model; or a
 weightless ``Dot``/``Attention`` layer or ``keras.ops.matmul`` node) count 0, and
@@ -185,9 +189,13 @@ def _call(op: Any, args: tuple, kwargs: dict, path: str, rows: list, node: Any =
     else:
         outputs = keras.tree.flatten(op.compute_output_spec(*args, **kwargs))
     first_in = _first_tensor(args, kwargs)
-    macs, note = _leaf_macs(
-        op, _shape_of(first_in) if first_in is not None else (), _shape_of(outputs[0]) if outputs else (), path
-    )
+    hook = getattr(op, "mac_count", None)
+    if callable(hook):  # a custom layer that counts itself (see the module docstring)
+        macs, note = int(hook([_shape_of(x) for x in in_flat], [_shape_of(x) for x in outputs])), None
+    else:
+        macs, note = _leaf_macs(
+            op, _shape_of(first_in) if first_in is not None else (), _shape_of(outputs[0]) if outputs else (), path
+        )
     row: dict[str, Any] = {"name": path, "class": type(op).__name__, "macs": int(macs)}
     if note:
         row["note"] = note

@@ -61,9 +61,20 @@ class Test:
         margin: float = CropConfig.margin,
         batch_size: int = 32,
         max_faces: int | None = None,
+        decoder: str | None = None,
     ) -> dict[str, Any]:
+        """Evaluate one checkpoint (see the class docstring). ``decoder`` (heatmap models
+        only: ``argmax``, ``quarter``, ``dark``, ``keyposs``) replaces the decoder saved in the
+        checkpoint; ``None`` keeps it."""
         spec = dataset_spec(DatasetName.images if images_dir is not None else ds_name)
         model = load_model(pretrained_model_path)
+        if decoder is not None:
+            from acrloss.models.heatmap import set_decoder
+
+            try:
+                set_decoder(model, decoder)
+            except ValueError as exc:
+                raise ValueError(f"{pretrained_model_path}: {exc}") from exc
         crop = CropConfig(int(model.input_shape[1]), margin)
         if images_dir is not None:
             found: dict[str, Any] = {"images": read_folder(images_dir, spec.num_points)}
@@ -76,6 +87,7 @@ class Test:
             "dataset": spec.name if images_dir is None else "images",
             "normalization": spec.norm_name,
             "input_size": crop.input_size,
+            **({"decoder": decoder} if decoder is not None else {}),
             "subsets": {},
             "missing": {},
         }
@@ -125,12 +137,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--json", help="write the results here")
     p.add_argument("--out-dir", help="CED plot and per-face CSV (default: beside --json)")
     p.add_argument("--max-faces", type=int, default=None)
+    p.add_argument("--decoder", choices=["argmax", "quarter", "dark", "keyposs"], default=None,
+                   help="heatmap models: decode with this instead of the checkpoint's own decoder")
     a = p.parse_args(argv)
     if a.images is None and a.data_dir is None:
         raise SystemExit("acrloss-test: give --data-dir (or set ACRLOSS_300W) or --images")
     out_dir = a.out_dir or (str(Path(a.json).parent) if a.json else None)
     result = Test().test_model(a.dataset, a.model, data_dir=None if a.images else a.data_dir, images_dir=a.images,
-                               subsets=a.subsets, out_dir=out_dir, max_faces=a.max_faces)
+                               subsets=a.subsets, out_dir=out_dir, max_faces=a.max_faces, decoder=a.decoder)
     print(format_table(result))
     if a.json:
         atomic_write_bytes(a.json, json.dumps(result, indent=1).encode())

@@ -27,6 +27,8 @@ from acrloss.data_prep.pipeline import LandmarkSequence, normalized_labels
 from acrloss.losses import get_loss
 from acrloss.metrics import NMEMetric
 from acrloss.models import build_regressor
+from acrloss.models import heatmap as heatmap_model
+from acrloss.models import musica as musica_model
 from acrloss.pca_utility import PCAUtility, phi_table
 
 #: where the converted ImageNet MobileNetV2 backbone lives (made by acrloss.tools.convert_mnv2)
@@ -82,6 +84,11 @@ class Train:
             raise ValueError("Train: give data_dir (or set ACRLOSS_300W) pointing at the 300-W folder")
         self.spec = dataset_spec(cfg.dataset)
         self.model: keras.Model | None = None
+        #: heatmap archs: the one codec that encodes the targets and decodes inside the model
+        self.codec = None
+        if ModelArch.parse(cfg.arch) is ModelArch.MNV2_HEATMAP:
+            cfg.loss = "heatmap_mse"  # the ACR/L2/L1 coordinate losses (and the PCA curriculum) do not apply
+            self.codec = heatmap_model.train_codec(cfg.crop.input_size, cfg.heatmap_size, cfg.heatmap_sigma, cfg.decoder)
 
     # -- pieces ---------------------------------------------------------------------------
     def _samples(self):
@@ -107,7 +114,7 @@ class Train:
         if cfg.start == "random":
             return None, cfg.preprocessing or "unit"
         if cfg.start == "imagenet":
-            if ModelArch.parse(cfg.arch) is not ModelArch.MNV2 or cfg.alpha != 1.0:
+            if ModelArch.parse(cfg.arch) not in (ModelArch.MNV2, ModelArch.MNV2_HEATMAP) or cfg.alpha != 1.0:
                 raise ValueError("start='imagenet' is available for MobileNetV2 with alpha=1.0 only")
             return str(imagenet_mnv2_weights()), cfg.preprocessing or "imagenet"
         return cfg.start, cfg.preprocessing or "unit"
@@ -115,6 +122,11 @@ class Train:
     def build_model(self) -> keras.Model:
         cfg = self.config
         weights, preprocessing = self._start()
+        if self.codec is not None:
+            return heatmap_model.build_heatmap_model(self.spec.num_points, alpha=cfg.alpha, backbone_weights=weights,
+                                                     preprocessing=preprocessing, codec=self.codec)
+        if ModelArch.parse(cfg.arch) is ModelArch.MUSICA:  # starts from the mean shape of the training faces
+            return musica_model.build_from_config(cfg, self.spec.num_points, self._samples()[0])
         return build_regressor(cfg.arch, self.spec.num_points, cfg.crop.input_size, alpha=cfg.alpha, head=cfg.head,
                                backbone_weights=weights, preprocessing=preprocessing)
 
@@ -141,14 +153,27 @@ class Train:
         use_phi = cfg.loss == "acr"
         train_phi, val_phi = self._phi_tables(train_samples, val_samples) if use_phi else (None, None)
         common = dict(crop=cfg.crop, batch_size=cfg.batch_size, mirror=self.spec.mirror, workers=cfg.workers)
+        if self.codec is not None:
+            common["codec"] = self.codec  # targets {"heatmaps", "landmarks"}
         train_seq = LandmarkSequence(train_samples, augment=cfg.augment, shuffle=True, seed=cfg.seed, phi_table=train_phi, **common)
         val_seq = LandmarkSequence(val_samples, phi_table=val_phi, **common) if val_samples else None
 
         model = self.build_model()
+        if self.codec is not None:
+            objective = heatmap_model.training_objective(self.spec.num_points, self.spec.norm_points, cfg.heatmap_fg_weight)
+            nme_name = heatmap_model.NME_LOG_NAME
+        elif ModelArch.parse(cfg.arch) is ModelArch.MUSICA:  # CascadeLoss on "cascade", NME on "landmarks"
+            objective = musica_model.training_objective(cfg, self.spec.num_points, self.spec.norm_points)
+            nme_name = musica_model.NME_LOG_NAME
+        else:
+            objective = dict(
+                loss=get_loss(cfg.loss, self.spec.num_coords, **({"lambda_": cfg.acr_lambda} if cfg.loss == "acr" else {})),
+                metrics=[NMEMetric(self.spec.num_points, self.spec.norm_points)],
+            )
+            nme_name = "nme"
         model.compile(
             optimizer=keras.optimizers.AdamW(learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay),
-            loss=get_loss(cfg.loss, self.spec.num_coords, **({"lambda_": cfg.acr_lambda} if cfg.loss == "acr" else {})),
-            metrics=[NMEMetric(self.spec.num_points, self.spec.norm_points)],
+            **objective,
         )
         self.model = model
         callbacks: list[keras.callbacks.Callback] = [
@@ -156,15 +181,19 @@ class Train:
             OptimizerStateBackup(self.save_path / "optimizer_state.npz"),
             keras.callbacks.LearningRateScheduler(cosine_lr(cfg.learning_rate, cfg.epochs)),
             keras.callbacks.CSVLogger(str(self.save_path / "log.csv"), append=resume),
-            BestCheckpoint(self.save_path / "best.h5", monitor="val_nme" if val_seq is not None else "nme"),
+            BestCheckpoint(self.save_path / "best.h5", monitor=f"val_{nme_name}" if val_seq is not None else nme_name),
         ]
         if use_phi:
             callbacks.insert(0, CurriculumCallback([s for s in (train_seq, val_seq) if s is not None], cfg.curriculum.levels, cfg.epochs))
         if keras.backend.backend() == "tensorflow" and importlib.util.find_spec("tensorboard") is not None:
             callbacks.append(keras.callbacks.TensorBoard(str(self.save_path / "tensorboard"), write_graph=False))
         callbacks.extend(extra_callbacks)
+        fit_train, fit_val = train_seq, val_seq
+        if ModelArch.parse(cfg.arch) is ModelArch.MUSICA:  # the same targets reach every output of the dict
+            fit_train = musica_model.DictTargets(train_seq, workers=cfg.workers)
+            fit_val = musica_model.DictTargets(val_seq, workers=cfg.workers) if val_seq is not None else None
         start = time.time()
-        history = model.fit(train_seq, validation_data=val_seq, epochs=cfg.epochs, callbacks=callbacks, verbose=1 if os.environ.get("ACRLOSS_QUIET") is None else 2)
+        history = model.fit(fit_train, validation_data=fit_val, epochs=cfg.epochs, callbacks=callbacks, verbose=1 if os.environ.get("ACRLOSS_QUIET") is None else 2)
         best_meta = self.save_path / "best.h5.json"
         best = json.loads(best_meta.read_text()) if best_meta.is_file() else {}
         summary = {
@@ -195,6 +224,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--head", default=d.head, choices=["spatial", "gap"])
     p.add_argument("--start", default=d.start, help="random | imagenet (MobileNetV2) | a backbone weights file")
     p.add_argument("--acr-lambda", type=float, default=d.acr_lambda)
+    p.add_argument("--heatmap-size", type=int, default=d.heatmap_size, help="--arch mnv2_heatmap: heatmap side (default input/4)")
+    p.add_argument("--heatmap-sigma", type=float, default=d.heatmap_sigma, help="--arch mnv2_heatmap: Gaussian sigma in cells (default by size)")
+    p.add_argument("--decoder", default=d.decoder, choices=["argmax", "quarter", "dark", "keyposs"], help="--arch mnv2_heatmap: in-model decoder")
+    p.add_argument("--heatmap-fg-weight", type=float, default=d.heatmap_fg_weight, help="--arch mnv2_heatmap: MSE weight 1 + w * target")
+    p.add_argument("--musica-error-weight", type=float, default=d.musica_error_weight,
+                   help="--arch musica: weight of the per-stage error-prediction loss")
+    p.add_argument("--musica-option", action="append", default=[], metavar="KEY=JSON",
+                   help="--arch musica: a build_musica keyword, e.g. hidden_units=128 or 'stage_levels=[2,1,0]' (repeatable)")
     p.add_argument("--pca-levels", type=int, nargs="+", default=list(CurriculumConfig.levels))
     p.add_argument("--val-fraction", type=float, default=d.val_fraction)
     p.add_argument("--max-train-faces", type=int, default=None)
@@ -213,6 +250,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     cfg = TrainConfig(
         loss=a.loss, epochs=a.epochs, batch_size=a.batch_size, learning_rate=a.lr, val_fraction=a.val_fraction,
         seed=a.seed, alpha=a.alpha, head=a.head, start=a.start, acr_lambda=a.acr_lambda, workers=a.workers, max_train_faces=a.max_train_faces,
+        heatmap_size=a.heatmap_size, heatmap_sigma=a.heatmap_sigma, decoder=a.decoder, heatmap_fg_weight=a.heatmap_fg_weight,
+        musica_error_weight=a.musica_error_weight, musica_options=musica_model.parse_options(a.musica_option),
         crop=CropConfig(input_size=a.input_size),
         augment=AugmentConfig.none() if a.no_augment else AugmentConfig(),
         curriculum=CurriculumConfig(levels=tuple(a.pca_levels)),

@@ -35,6 +35,8 @@ def main() -> None:
     p.add_argument("--name", required=True)
     p.add_argument("--data-dir", required=True)
     p.add_argument("--command", default="", help="the training command, recorded in the JSON")
+    p.add_argument("--decoder", choices=["argmax", "quarter", "dark", "keyposs"], default=None,
+                   help="heatmap models: ship with this in-model decoder (default: the one it was trained with)")
     a = p.parse_args()
     run = Path(a.run)
     out = ROOT / "pre_trained_models"
@@ -42,7 +44,13 @@ def main() -> None:
     target = out / f"{a.name}.h5"
     tmp = out / f".{a.name}.partial"
     # inference-only copy: weights and architecture, no optimizer state
-    load_model(run / "best.h5").save(str(tmp.with_suffix(".h5")))
+    shipped = load_model(run / "best.h5")
+    codec = None
+    if a.decoder is not None or "heatmap" in json.loads((run / "config.json").read_text()).get("arch", ""):
+        from acrloss.models.heatmap import heatmap_codec, set_decoder
+
+        codec = set_decoder(shipped, a.decoder) if a.decoder is not None else heatmap_codec(shipped)
+    shipped.save(str(tmp.with_suffix(".h5")))
     tmp.with_suffix(".h5").replace(target)
     result = Test().test_model("300w", target, data_dir=a.data_dir, out_dir=out / f"{a.name}_eval")
     print(format_table(result))
@@ -64,9 +72,16 @@ def main() -> None:
         "data": "300-W train split (afw + helen/trainset + lfpw/trainset; 2,012 faces in ../shared/data), "
                 "validation = fixed-seed 10 % of train",
         "results": result,
+        **({"codec": codec.get_config()} if codec is not None else {}),
         "eval_command": f"python test.py --model pre_trained_models/{a.name}.h5 --dataset 300w --data-dir {a.data_dir} --json out/{a.name}.json",
         "license": "Trained on 300-W: non-commercial research use only.",
     }
+    if settings.get("arch") == "musica":  # the cascade's cost per stage; its early exit is benchmarked separately
+        from acrloss.models.musica import stage_macs
+
+        meta["size"]["stage_mmacs"] = [round(v / 1e6, 3) for v in stage_macs(model)]
+        meta["early_exit_command"] = (f"KERAS_BACKEND=jax python benchmarks/early_exit.py --model pre_trained_models/{a.name}.h5 "
+                                      f"--data-dir {a.data_dir} --json out/{a.name}_early_exit/early_exit.json")
     summary = run / "summary.json"
     if summary.is_file():
         s = json.loads(summary.read_text())

@@ -125,14 +125,17 @@ def encode_heatmaps(points_hm: np.ndarray, heatmap_size: int | tuple[int, int], 
         raise ValueError(f"points must have shape (..., N, 2), got {p.shape}")
     finite = np.all(np.isfinite(p), axis=-1)  # (..., N)
     p = np.where(finite[..., None], p, 0.0)
-    ux = p[..., None, None, :, 0]  # (..., 1, 1, N)
-    uy = p[..., None, None, :, 1]
+    # separable: exp(−(dx² + dy²)/2σ²) = exp(−dx²/2σ²) · exp(−dy²/2σ²); the 1-D factors are
+    # computed in float64, only their (H × W × N) product in float32 (a 64×64×68 batch of 32
+    # takes ~0.05 s instead of ~1 s)
+    two_s2 = 2.0 * float(sigma) ** 2
     cx = np.arange(w, dtype=np.float64)[:, None]  # (W, 1): column centres
-    cy = np.arange(h, dtype=np.float64)[:, None, None]  # (H, 1, 1): row centres
-    d2 = (cx - ux) ** 2 + (cy - uy) ** 2  # (..., H, W, N)
-    maps = np.exp(-d2 / (2.0 * float(sigma) ** 2))
-    maps = np.where(finite[..., None, None, :], maps, 0.0)
-    return maps.astype(np.float32)
+    cy = np.arange(h, dtype=np.float64)[:, None]  # (H, 1): row centres
+    gx = np.exp(-((cx - p[..., None, :, 0]) ** 2) / two_s2)  # (..., W, N)
+    gy = np.exp(-((cy - p[..., None, :, 1]) ** 2) / two_s2)  # (..., H, N)
+    gx = np.where(finite[..., None, :], gx, 0.0).astype(np.float32)
+    maps = gy.astype(np.float32)[..., :, None, :] * gx[..., None, :, :]  # (..., H, W, N)
+    return maps
 
 
 # --------------------------------------------------------------------------- decode helpers

@@ -5,7 +5,7 @@ threads (OpenCV releases the GIL) use both cores.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import keras
 import numpy as np
@@ -15,6 +15,9 @@ from acrloss.data_prep.augment import photometric, random_geometry
 from acrloss.data_prep.crop import CropTransform, normalize
 from acrloss.data_prep.datasets import Sample
 from acrloss.data_prep.images import read_image
+
+if TYPE_CHECKING:  # the codec's encoder is NumPy; only its type is needed here
+    from acrloss.codecs.heatmap import HeatmapCodec
 
 
 def sample_crop(sample: Sample, crop: CropConfig) -> CropTransform:
@@ -38,6 +41,11 @@ class LandmarkSequence(keras.utils.PyDataset):
     (``(M, L, 2N)``, from :func:`acrloss.pca_utility.phi_table`) is given, ``(B, 4N)``: the
     points followed by Φ at the current ``phi_level`` (set by the curriculum callback).
     With ``return_transforms`` the crop transforms come as a third element (evaluation).
+
+    With a heatmap ``codec`` (:class:`acrloss.codecs.HeatmapCodec`, its ``input_size`` equal
+    to the crop's) ``targets`` is a dict: ``"heatmaps"`` float32 ``(B, h, h, N)``, the codec's
+    Gaussian encoding of the (augmented, flipped) crop points, and ``"landmarks"`` ``(B, 2N)``
+    as above (for the NME metric). ``codec`` and ``phi_table`` exclude each other.
     """
 
     def __init__(
@@ -52,6 +60,7 @@ class LandmarkSequence(keras.utils.PyDataset):
         phi_table: np.ndarray | None = None,
         return_transforms: bool = False,
         workers: int = 2,
+        codec: "HeatmapCodec | None" = None,
     ) -> None:
         super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=8)
         if len(samples) == 0:
@@ -60,6 +69,11 @@ class LandmarkSequence(keras.utils.PyDataset):
             raise ValueError("LandmarkSequence: flip augmentation needs the dataset's mirror map")
         if phi_table is not None and len(phi_table) != len(samples):
             raise ValueError(f"phi_table has {len(phi_table)} rows for {len(samples)} samples")
+        if codec is not None and phi_table is not None:
+            raise ValueError("LandmarkSequence: give a heatmap codec or a phi_table, not both")
+        if codec is not None and int(codec.input_size) != int(crop.input_size):
+            raise ValueError(f"LandmarkSequence: the heatmap codec is for input {codec.input_size}, the crop is {crop.input_size} px")
+        self.codec = codec
         self.samples = list(samples)
         self.crop = crop
         self.batch_size = int(batch_size)
@@ -109,16 +123,21 @@ class LandmarkSequence(keras.utils.PyDataset):
         images = np.empty((len(ids), size, size, 3), np.float32)
         coords = np.empty((len(ids), 2 * len(self.samples[ids[0]].points)), np.float32)
         phis = np.empty_like(coords) if self.phi_table is not None else None
+        crop_pts = np.empty((len(ids), coords.shape[1] // 2, 2)) if self.codec is not None else None
         transforms = []
         for row, i in enumerate(ids):
             crop, points, transform, flipped = self.load(int(i), rng)
             images[row] = crop
             coords[row] = normalize(points, size).reshape(-1)
+            if crop_pts is not None:
+                crop_pts[row] = points
             transforms.append(transform)
             if phis is not None:
                 phi = self.phi_table[i, self.phi_level].reshape(-1, 2)
                 phis[row] = (phi[self.mirror] if flipped else phi).reshape(-1)
         targets = coords if phis is None else np.concatenate([coords, phis], axis=1)
+        if crop_pts is not None:  # encoded after the augmentation and flip, from the crop points
+            targets = {"heatmaps": self.codec.encode_batch(crop_pts), "landmarks": coords}
         if self.return_transforms:
             return images, targets, transforms
         return images, targets
