@@ -29,33 +29,13 @@ from acrloss.models.heatmap import (
     set_decoder,
     train_codec,
 )
+from random_weights import randomize  # noqa: E402  (tests/models/random_weights.py)
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def images(batch: int, size: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).uniform(0, 255, (batch, size, size, 3)).astype(np.float32)
-
-
-def randomize(model: keras.Model, seed: int = 0) -> keras.Model:
-    """Random non-default weights (batch-norm statistics included) so that the heatmaps, and
-    hence the decoded points, depend on the input (a fresh MobileNetV2 in inference mode maps
-    every input to nearly the same, almost flat, output)."""
-    rng = np.random.default_rng(seed)
-    for v in model.weights:
-        w = np.asarray(v)
-        path = v.path
-        if "normalization" in path:
-            continue
-        if "moving_variance" in path or "gamma" in path:
-            new = rng.uniform(0.5, 1.5, w.shape)
-        elif "moving_mean" in path or "beta" in path or "bias" in path:
-            new = rng.normal(0.0, 0.1, w.shape)
-        else:
-            fan_in = np.prod(w.shape[:2]) if (w.ndim == 4 and w.shape[-1] == 1) else np.prod(w.shape[:-1])
-            new = rng.normal(0.0, np.sqrt(2.0 / max(fan_in, 1)), w.shape)
-        v.assign(new.astype(w.dtype))
-    return model
 
 
 def normalized_ref(points_px: np.ndarray, size: int) -> np.ndarray:
