@@ -626,56 +626,26 @@ class CascadeLoss(keras.losses.Loss):
         return config
 
 
-@keras.saving.register_keras_serializable(package="acrloss")
-class StageNME(keras.metrics.Metric):
-    """Mean NME (percent) of one stage, from the ``cascade`` output ``(B, T, 2N + 1)``."""
+class _CascadeFaceMean(keras.metrics.Metric):
+    """Running mean of a per-face quantity of the ``cascade`` output, in NME percent."""
 
-    def __init__(self, stage: int, num_points: int = 68, norm_points: Sequence[int] = (36, 45),
-                 name: str | None = None, dtype: Any = None) -> None:
-        super().__init__(name=name or f"nme_s{int(stage) + 1}", dtype=dtype)
-        self.stage = int(stage)
-        self.num_points = int(num_points)
-        self.norm_points = tuple(int(i) for i in norm_points)
-        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
-        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
-
-    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
-        n2 = 2 * self.num_points
-        y_true = ops.cast(ops.convert_to_tensor(y_true), self.dtype)
-        y_pred = ops.cast(ops.convert_to_tensor(y_pred), self.dtype)
-        face = _face_nme(y_true[:, :n2], y_pred[:, self.stage, :n2], self.num_points, self.norm_points)
-        self.total.assign_add(ops.sum(face))
-        self.count.assign_add(ops.cast(ops.shape(face)[0], self.dtype))
-
-    def result(self) -> Any:
-        return 100.0 * self.total / ops.maximum(self.count, 1.0)
-
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update({"stage": self.stage, "num_points": self.num_points, "norm_points": list(self.norm_points)})
-        return config
-
-
-@keras.saving.register_keras_serializable(package="acrloss")
-class ErrorMAE(keras.metrics.Metric):
-    """Mean |actual NME - predicted error| over all stages, in NME percent points."""
-
-    def __init__(self, num_points: int = 68, norm_points: Sequence[int] = (36, 45), name: str = "err_mae",
-                 dtype: Any = None) -> None:
+    def __init__(self, num_points: int, norm_points: Sequence[int], name: str, dtype: Any = None) -> None:
         super().__init__(name=name, dtype=dtype)
         self.num_points = int(num_points)
         self.norm_points = tuple(int(i) for i in norm_points)
         self.total = self.add_variable(shape=(), initializer="zeros", name="total")
         self.count = self.add_variable(shape=(), initializer="zeros", name="count")
 
-    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+    def _stage_nme(self, y_true: Any, y_pred: Any, stage: int) -> Any:
+        """Per-face NME fraction of ``stage`` and the packed tensors ``(nme, y_pred)``."""
         n2 = 2 * self.num_points
         y_true = ops.cast(ops.convert_to_tensor(y_true), self.dtype)
         y_pred = ops.cast(ops.convert_to_tensor(y_pred), self.dtype)
-        for t in range(int(y_pred.shape[1])):
-            face = _face_nme(y_true[:, :n2], y_pred[:, t, :n2], self.num_points, self.norm_points)
-            self.total.assign_add(ops.sum(ops.abs(face - y_pred[:, t, n2])))
-            self.count.assign_add(ops.cast(ops.shape(face)[0], self.dtype))
+        return _face_nme(y_true[:, :n2], y_pred[:, stage, :n2], self.num_points, self.norm_points), y_pred
+
+    def _add(self, values: Any) -> None:
+        self.total.assign_add(ops.sum(values))
+        self.count.assign_add(ops.cast(ops.shape(values)[0], self.dtype))
 
     def result(self) -> Any:
         return 100.0 * self.total / ops.maximum(self.count, 1.0)
@@ -684,6 +654,37 @@ class ErrorMAE(keras.metrics.Metric):
         config = super().get_config()
         config.update({"num_points": self.num_points, "norm_points": list(self.norm_points)})
         return config
+
+
+@keras.saving.register_keras_serializable(package="acrloss")
+class StageNME(_CascadeFaceMean):
+    """Mean NME (percent) of one stage, from the ``cascade`` output ``(B, T, 2N + 1)``."""
+
+    def __init__(self, stage: int, num_points: int = 68, norm_points: Sequence[int] = (36, 45),
+                 name: str | None = None, dtype: Any = None) -> None:
+        super().__init__(num_points, norm_points, name=name or f"nme_s{int(stage) + 1}", dtype=dtype)
+        self.stage = int(stage)
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        self._add(self._stage_nme(y_true, y_pred, self.stage)[0])
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "stage": self.stage}
+
+
+@keras.saving.register_keras_serializable(package="acrloss")
+class ErrorMAE(_CascadeFaceMean):
+    """Mean |actual NME - predicted error| over all stages, in NME percent points."""
+
+    def __init__(self, num_points: int = 68, norm_points: Sequence[int] = (36, 45), name: str = "err_mae",
+                 dtype: Any = None) -> None:
+        super().__init__(num_points, norm_points, name=name, dtype=dtype)
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        n2 = 2 * self.num_points
+        for t in range(int(y_pred.shape[1])):
+            face, packed = self._stage_nme(y_true, y_pred, t)
+            self._add(ops.abs(face - packed[:, t, n2]))
 
 
 class DictTargets(keras.utils.PyDataset):

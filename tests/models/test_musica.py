@@ -356,3 +356,23 @@ def test_tiny_real_data_training_run_and_evaluation(w300_dir, tmp_path, monkeypa
                                    max_faces=8, batch_size=8, subsets=("common",))
     common = result["subsets"]["common"]
     assert common["n"] == 8 and math.isfinite(common["nme"]) and result["input_size"] == 64
+
+
+def test_stage_metrics_match_the_nme_by_hand():
+    from acrloss.metrics import nme as nme_fn
+    from acrloss.models.musica import ErrorMAE, StageNME
+
+    rng = np.random.default_rng(0)
+    B, T, N = 5, 4, 68
+    y_true = rng.normal(0, 0.2, (B, 4 * N)).astype("float32")  # points + Φ
+    y_pred = rng.normal(0, 0.2, (B, T, 2 * N + 1)).astype("float32")  # cascade: points + predicted error
+    gt = y_true[:, : 2 * N].reshape(B, N, 2)
+    per_stage = [nme_fn(y_pred[:, t, : 2 * N].reshape(B, N, 2), gt) for t in range(T)]
+    stage = StageNME(2)
+    stage.update_state(y_true, y_pred)
+    assert float(stage.result()) == pytest.approx(100 * per_stage[2].mean(), rel=1e-5)
+    mae = ErrorMAE()
+    mae.update_state(y_true, y_pred)
+    expected = 100 * np.mean([np.abs(per_stage[t] - y_pred[:, t, 2 * N]) for t in range(T)])
+    assert float(mae.result()) == pytest.approx(expected, rel=1e-5)
+    assert StageNME.from_config(stage.get_config()).stage == 2
