@@ -173,11 +173,9 @@ class FaceAligner:
         result: list[list[np.ndarray]] = [[] for _ in items]
         if not transforms:
             return result
-        crops = np.stack([t.warp(items[k][0]) for t, k in zip(transforms, owners)]).astype(np.float32)
-        pred = self._predict(crops)
-        points = [t.inverse(denormalize(p, self.input_size)) for p, t in zip(pred, transforms)]
-        for _ in range(self.refine):  # re-crop around the predicted points' box (no calibration)
-            transforms = [CropTransform.from_box(face_box(p), self.input_size, self.margin) for p in points]
+        for step in range(1 + self.refine):
+            if step:  # refine: re-crop around the predicted points' box (no calibration)
+                transforms = [CropTransform.from_box(face_box(p), self.input_size, self.margin) for p in points]
             crops = np.stack([t.warp(items[k][0]) for t, k in zip(transforms, owners)]).astype(np.float32)
             pred = self._predict(crops)
             points = [t.inverse(denormalize(p, self.input_size)) for p, t in zip(pred, transforms)]
