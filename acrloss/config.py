@@ -151,8 +151,12 @@ class TrainConfig:
     alpha: float = 1.0  # MobileNetV2 width
     head: str = "gap"  # gap | spatial (see acrloss.models.regressor)
     start: str = "random"  # random | imagenet (MobileNetV2, converted torchvision weights) | a weights path
+    # a full-model checkpoint (.h5, same arch and input size) whose weights replace the start,
+    # e.g. to continue a finished run with a new schedule; recorded in config.json
+    init_weights: str | None = None
     preprocessing: str | None = None  # unit | imagenet; None: imagenet for start=imagenet, else unit
     acr_lambda: float = 1.0
+    acr_scale: float = 1.0  # ACR error scale s: the loss sees s·(target - prediction), see ACRLoss
     workers: int = 2
     max_train_faces: int | None = None
     # arch mnv2_heatmap only (loss: heatmap MSE; `loss` and the ACR curriculum do not apply)

@@ -57,6 +57,12 @@ class ACRLoss(keras.losses.Loss):
         ACR(e) = λ · ln(1 + |e|^(2 - Φ))     if |e| <= 1
         ACR(e) = e² + C                       otherwise,   C = λ · ln 2 - 1
 
+    where ``e = scale · (y_true_points - y_pred)``. Coordinates are normalized to
+    [-0.5, 0.5] of the crop (:mod:`acrloss.data_prep.crop`), so with ``scale = 1`` every
+    error lies in the logarithmic branch and ``λ`` is only a constant factor (which Adam
+    cancels). ``scale = s`` moves the switch to the quadratic branch to an error of
+    ``1/s`` of the crop side and makes ``λ`` set the balance between the two branches.
+
     ``C`` makes the loss continuous at ``|e| = 1`` (both sides equal ``λ ln 2``).
     ``Φ = 0`` (an easy coordinate, close to its Smooth-Face) gives
     ``ln(1 + e²) ≈ e²`` for small ``e``: L2-like, gentle near zero. ``Φ = 1`` (a hard
@@ -73,6 +79,7 @@ class ACRLoss(keras.losses.Loss):
 
     Args:
         lambda_: the weight ``λ`` (> 0) of the logarithmic branch.
+        scale: the factor ``s`` (> 0) applied to the coordinate errors before the loss.
         num_coords: ``2N``, the number of predicted coordinates.
         name: loss name.
         reduction: Keras reduction over the batch.
@@ -80,10 +87,14 @@ class ACRLoss(keras.losses.Loss):
     """
 
     def __init__(self, lambda_: float = 1.0, num_coords: int = 136, name: str = "acr_loss",
-                 reduction: str | None = "sum_over_batch_size", dtype: Any = None) -> None:
+                 reduction: str | None = "sum_over_batch_size", dtype: Any = None,
+                 scale: float = 1.0) -> None:
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         if not lambda_ > 0:
             raise ValueError(f"lambda_ must be > 0, got {lambda_!r}")
+        if not scale > 0:
+            raise ValueError(f"scale must be > 0, got {scale!r}")
+        self.scale = float(scale)
         if int(num_coords) <= 0:
             raise ValueError(f"num_coords must be positive, got {num_coords!r}")
         self.lambda_ = float(lambda_)
@@ -100,6 +111,8 @@ class ACRLoss(keras.losses.Loss):
         points = ops.cast(points, y_pred.dtype)
         phi = ops.clip(ops.cast(phi, y_pred.dtype), 0.0, 1.0)
         a = ops.abs(points - y_pred)
+        if self.scale != 1.0:
+            a = a * self.scale
         small = a <= 1.0
 
         # log branch on |e| clamped to [0, 1]; |e|^(2-Φ) = exp((2-Φ) ln|e|), 0 at |e| = 0
@@ -117,9 +130,9 @@ class ACRLoss(keras.losses.Loss):
         return ops.mean(per_coord, axis=-1)
 
     def get_config(self) -> dict[str, Any]:
-        """Serializable configuration (includes ``lambda_`` and ``num_coords``)."""
+        """Serializable configuration (includes ``lambda_``, ``scale`` and ``num_coords``)."""
         config = super().get_config()
-        config.update({"lambda_": self.lambda_, "num_coords": self.num_coords})
+        config.update({"lambda_": self.lambda_, "scale": self.scale, "num_coords": self.num_coords})
         return config
 
 
@@ -197,8 +210,8 @@ def get_loss(name: str, num_coords: int, **kw: Any) -> keras.losses.Loss:
     Args:
         name: ``"acr"``, ``"l2"`` or ``"l1"`` (case-insensitive).
         num_coords: ``2N``.
-        **kw: forwarded to the constructor. ``lambda_`` is only used by ACR and is
-            ignored by L2/L1 so callers may pass it unconditionally.
+        **kw: forwarded to the constructor. ``lambda_`` and ``scale`` are only used by
+            ACR and are ignored by L2/L1 so callers may pass them unconditionally.
 
     Raises:
         ValueError: unknown name.
@@ -207,7 +220,7 @@ def get_loss(name: str, num_coords: int, **kw: Any) -> keras.losses.Loss:
     if key == "acr":
         return ACRLoss(num_coords=num_coords, **kw)
     if key in ("l2", "l1"):
-        kw = {k: v for k, v in kw.items() if k != "lambda_"}
+        kw = {k: v for k, v in kw.items() if k not in ("lambda_", "scale")}
         cls = L2Loss if key == "l2" else L1Loss
         return cls(num_coords=num_coords, **kw)
     raise ValueError(f"unknown loss {name!r}; choose one of {list(LOSS_NAMES)}")

@@ -120,15 +120,27 @@ class Train:
         return cfg.start, cfg.preprocessing or "unit"
 
     def build_model(self) -> keras.Model:
+        """The untrained model of ``config`` (with ``config.init_weights`` loaded, if set)."""
         cfg = self.config
         weights, preprocessing = self._start()
         if self.codec is not None:
-            return heatmap_model.build_heatmap_model(self.spec.num_points, alpha=cfg.alpha, backbone_weights=weights,
-                                                     preprocessing=preprocessing, codec=self.codec)
-        if ModelArch.parse(cfg.arch) is ModelArch.MUSICA:  # starts from the mean shape of the training faces
-            return musica_model.build_from_config(cfg, self.spec.num_points, self._samples()[0])
-        return build_regressor(cfg.arch, self.spec.num_points, cfg.crop.input_size, alpha=cfg.alpha, head=cfg.head,
-                               backbone_weights=weights, preprocessing=preprocessing)
+            model = heatmap_model.build_heatmap_model(self.spec.num_points, alpha=cfg.alpha, backbone_weights=weights,
+                                                      preprocessing=preprocessing, codec=self.codec)
+        elif ModelArch.parse(cfg.arch) is ModelArch.MUSICA:  # starts from the mean shape of the training faces
+            model = musica_model.build_from_config(cfg, self.spec.num_points, self._samples()[0])
+        else:
+            model = build_regressor(cfg.arch, self.spec.num_points, cfg.crop.input_size, alpha=cfg.alpha, head=cfg.head,
+                                    backbone_weights=weights, preprocessing=preprocessing)
+        if cfg.init_weights:
+            path = Path(cfg.init_weights)
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: init_weights checkpoint not found")
+            try:
+                model.load_weights(str(path))
+            except Exception as exc:  # shape or layer mismatch
+                raise ValueError(f"{path}: cannot load its weights into a {cfg.arch} model at "
+                                 f"{cfg.crop.input_size} px ({exc})") from exc
+        return model
 
     # -- the run --------------------------------------------------------------------------
     def train(self, resume: bool = False, extra_callbacks: Sequence[keras.callbacks.Callback] = ()) -> dict[str, Any]:
@@ -167,7 +179,7 @@ class Train:
             nme_name = musica_model.NME_LOG_NAME
         else:
             objective = dict(
-                loss=get_loss(cfg.loss, self.spec.num_coords, **({"lambda_": cfg.acr_lambda} if cfg.loss == "acr" else {})),
+                loss=get_loss(cfg.loss, self.spec.num_coords, **({"lambda_": cfg.acr_lambda, "scale": cfg.acr_scale} if cfg.loss == "acr" else {})),
                 metrics=[NMEMetric(self.spec.num_points, self.spec.norm_points)],
             )
             nme_name = "nme"
@@ -224,6 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--head", default=d.head, choices=["spatial", "gap"])
     p.add_argument("--start", default=d.start, help="random | imagenet (MobileNetV2) | a backbone weights file")
     p.add_argument("--acr-lambda", type=float, default=d.acr_lambda)
+    p.add_argument("--init-weights", default=None,
+                   help="start from the weights of this full-model .h5 (same arch and input size), e.g. a finished run's best.h5")
+    p.add_argument("--acr-scale", type=float, default=d.acr_scale,
+                   help="ACR error scale s (the loss sees s * error; coordinates span [-0.5, 0.5])")
     p.add_argument("--heatmap-size", type=int, default=d.heatmap_size, help="--arch mnv2_heatmap: heatmap side (default input/4)")
     p.add_argument("--heatmap-sigma", type=float, default=d.heatmap_sigma, help="--arch mnv2_heatmap: Gaussian sigma in cells (default by size)")
     p.add_argument("--decoder", default=d.decoder, choices=["argmax", "quarter", "dark", "keyposs"], help="--arch mnv2_heatmap: in-model decoder")
@@ -249,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         raise SystemExit("acrloss-train: give --data-dir (or set ACRLOSS_300W)")
     cfg = TrainConfig(
         loss=a.loss, epochs=a.epochs, batch_size=a.batch_size, learning_rate=a.lr, val_fraction=a.val_fraction,
-        seed=a.seed, alpha=a.alpha, head=a.head, start=a.start, acr_lambda=a.acr_lambda, workers=a.workers, max_train_faces=a.max_train_faces,
+        seed=a.seed, alpha=a.alpha, head=a.head, start=a.start, init_weights=a.init_weights, acr_lambda=a.acr_lambda, acr_scale=a.acr_scale, workers=a.workers, max_train_faces=a.max_train_faces,
         heatmap_size=a.heatmap_size, heatmap_sigma=a.heatmap_sigma, decoder=a.decoder, heatmap_fg_weight=a.heatmap_fg_weight,
         musica_error_weight=a.musica_error_weight, musica_options=musica_model.parse_options(a.musica_option),
         crop=CropConfig(input_size=a.input_size),

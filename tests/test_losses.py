@@ -186,15 +186,49 @@ def test_width_checks():
         L1Loss(num_coords=4)(np.zeros((2, 12), "float32"), np.zeros((2, 4), "float32"))
     with pytest.raises(ValueError):
         ACRLoss(lambda_=0.0)
+    with pytest.raises(ValueError, match="scale"):
+        ACRLoss(scale=0.0)
+
+
+@pytest.mark.parametrize("scale,lam", [(8.0, 1.0), (32.0, 4.0), (0.5, 2.0)])
+def test_error_scale_is_acr_of_scaled_error(scale, lam):
+    """ACR with scale s equals the reference formula on s·e: errors above 1/s switch to
+    the quadratic branch, and λ then changes the shape, not only the size."""
+    rng = np.random.default_rng(3)
+    n = 12
+    target = rng.uniform(-0.5, 0.5, (5, n))
+    pred = target + rng.normal(0.0, 0.08, (5, n))
+    phi = rng.uniform(0.0, 1.0, (5, n))
+    loss = ACRLoss(lambda_=lam, num_coords=n, reduction=None, dtype="float64", scale=scale)
+    got = keras.ops.convert_to_numpy(loss(packed(target, phi), pred))
+    want = acr_reference(scale * (target - pred), phi, lam)
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+    if scale > 1:  # the test data really crosses |s·e| = 1
+        assert (np.abs(scale * (target - pred)) > 1).any() and (np.abs(scale * (target - pred)) < 1).any()
+
+
+def test_lambda_is_a_constant_factor_at_unit_scale():
+    """With coordinates in [-0.5, 0.5] and scale 1 no error reaches the quadratic branch,
+    so doubling λ doubles the loss (and Adam's update is unchanged)."""
+    rng = np.random.default_rng(4)
+    target = rng.uniform(-0.5, 0.5, (4, 10))
+    pred = rng.uniform(-0.5, 0.5, (4, 10))
+    phi = rng.uniform(0.0, 1.0, (4, 10))
+    one, two = (keras.ops.convert_to_numpy(ACRLoss(lambda_=lam, num_coords=10, dtype="float64")(packed(target, phi), pred))
+                for lam in (1.0, 2.0))
+    np.testing.assert_allclose(two, 2.0 * one, rtol=1e-12)
+    s_one, s_two = (keras.ops.convert_to_numpy(ACRLoss(lambda_=lam, num_coords=10, dtype="float64", scale=8.0)(packed(target, phi), pred))
+                    for lam in (1.0, 2.0))
+    assert abs(s_two - 2.0 * s_one) > 1e-3  # at scale 8 the quadratic branch does not scale with λ
 
 
 # ----------------------------------------------------------------- config / factory
 def test_config_round_trip():
-    loss = ACRLoss(lambda_=0.6, num_coords=42, name="my_acr")
+    loss = ACRLoss(lambda_=0.6, num_coords=42, name="my_acr", scale=16.0)
     cfg = loss.get_config()
-    assert cfg["lambda_"] == 0.6 and cfg["num_coords"] == 42
+    assert cfg["lambda_"] == 0.6 and cfg["num_coords"] == 42 and cfg["scale"] == 16.0
     clone = ACRLoss.from_config(cfg)
-    assert (clone.lambda_, clone.num_coords, clone.name) == (0.6, 42, "my_acr")
+    assert (clone.lambda_, clone.num_coords, clone.name, clone.scale) == (0.6, 42, "my_acr", 16.0)
     # through the Keras registry (as model saving does)
     ser = keras.saving.serialize_keras_object(loss)
     back = keras.saving.deserialize_keras_object(json.loads(json.dumps(ser)))
@@ -208,7 +242,8 @@ def test_config_round_trip():
 def test_get_loss():
     acr = get_loss("ACR", 20, lambda_=2.0)
     assert isinstance(acr, ACRLoss) and acr.lambda_ == 2.0 and acr.num_coords == 20
-    l2 = get_loss("l2", 20, lambda_=2.0)  # lambda_ accepted and ignored
+    assert get_loss("acr", 20, scale=8.0).scale == 8.0
+    l2 = get_loss("l2", 20, lambda_=2.0, scale=8.0)  # lambda_ and scale accepted and ignored
     assert isinstance(l2, L2Loss) and l2.num_coords == 20
     assert isinstance(get_loss("l1", 20), L1Loss)
     with pytest.raises(ValueError, match="unknown loss"):

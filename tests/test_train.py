@@ -161,3 +161,45 @@ def test_interrupted_run_resumes_without_redoing_epochs(w300_dir, tmp_path, monk
     best_after = json.loads((save / "best.h5.json").read_text())["best"]
     assert best_after <= best_before
     assert not (save / "backup").exists()  # a finished run removes its resume state
+
+
+def test_cli_passes_the_acr_knobs_to_the_config(monkeypatch, tmp_path):
+    """--acr-scale, --acr-lambda and --pca-levels reach the TrainConfig that Train gets."""
+    from acrloss import train as train_module
+
+    seen = {}
+
+    class Recorder:
+        def __init__(self, arch, dataset, save_path, data_dir, config):
+            seen["config"] = config
+
+        def train(self, resume=False):
+            seen["resume"] = resume
+            return {"best_val_nme": None}
+
+    monkeypatch.setattr(train_module, "Train", Recorder)
+    train_module.main(["--data-dir", str(tmp_path), "--save-path", str(tmp_path / "run"), "--loss", "acr",
+                       "--acr-scale", "8", "--acr-lambda", "4", "--pca-levels", "95", "--resume"])
+    cfg = seen["config"]
+    assert (cfg.acr_scale, cfg.acr_lambda, tuple(cfg.curriculum.levels), seen["resume"]) == (8.0, 4.0, (95,), True)
+
+
+def test_init_weights_start_from_a_finished_run(trained_run, w300_dir, tmp_path):
+    """init_weights loads a finished run's best.h5 into the freshly built model; a missing
+    file and a different architecture are named in the error."""
+    save, _ = trained_run
+    best = save / "best.h5"
+    trainer = Train(arch="mnv2", dataset_name="300w", save_path=tmp_path / "again", data_dir=w300_dir,
+                    init_weights=str(best), **SMALL)
+    model = trainer.build_model()
+    reference = keras.models.load_model(best, compile=False)
+    x = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype("float32")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(x)), keras.ops.convert_to_numpy(reference(x)), atol=1e-5)
+    fresh = Train(arch="mnv2", dataset_name="300w", save_path=tmp_path / "fresh", data_dir=w300_dir, **SMALL).build_model()
+    assert np.abs(keras.ops.convert_to_numpy(fresh(x)) - keras.ops.convert_to_numpy(reference(x))).max() > 1e-3
+    with pytest.raises(FileNotFoundError, match="nowhere.h5"):
+        Train(arch="mnv2", dataset_name="300w", save_path=tmp_path / "x", data_dir=w300_dir,
+              init_weights=str(tmp_path / "nowhere.h5"), **SMALL).build_model()
+    with pytest.raises(ValueError, match="best.h5"):
+        Train(arch="mnv2", dataset_name="300w", save_path=tmp_path / "y", data_dir=w300_dir,
+              init_weights=str(best), **dict(SMALL, alpha=1.0)).build_model()
