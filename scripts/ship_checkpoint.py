@@ -29,6 +29,23 @@ START_TEXT = {
 }
 
 
+def earlier_stages(run: Path) -> list[dict]:
+    """The runs a continued run stands on (oldest first): folder, epochs, best, seconds, command."""
+    stages: list[dict] = []
+    while run.is_dir() and (run / "config.json").is_file():
+        cfg = json.loads((run / "config.json").read_text())
+        with open(run / "log.csv") as fh:
+            epochs = sum(1 for _ in csv.DictReader(fh))
+        summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").is_file() else {}
+        best = json.loads((run / "best.h5.json").read_text()) if (run / "best.h5.json").is_file() else {}
+        stages.insert(0, {"run": str(run), "epochs_logged": epochs, "learning_rate": cfg.get("learning_rate"),
+                          "best_checkpoint": best, "seconds_last_run": summary.get("seconds_this_run")})
+        if not cfg.get("init_weights"):
+            break
+        run = Path(cfg["init_weights"]).parent
+    return stages
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", required=True, help="a Train save_path")
@@ -86,6 +103,10 @@ def main() -> None:
     if summary.is_file():
         s = json.loads(summary.read_text())
         meta["training"]["seconds_last_run"] = s.get("seconds_this_run")
+    if settings.get("init_weights"):  # a continued run: record the stage it started from
+        meta["training"]["start"] += f", then the weights of {settings['init_weights']}"
+        meta["training"]["continues"] = earlier_stages(Path(settings["init_weights"]).parent)
+        meta["training"]["epochs_in_all"] = len(log) + sum(st["epochs_logged"] for st in meta["training"]["continues"])
     atomic_write_bytes(out / f"{a.name}.json", json.dumps(meta, indent=1).encode())
     print(f"wrote {target} and {a.name}.json")
 
