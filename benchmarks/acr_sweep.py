@@ -87,6 +87,8 @@ def run_one(name: str, data_dir: str, runs_dir: Path, budget: dict) -> dict:
             subprocess.run(train_args(name, data_dir, run_dir, budget), env=env, stdout=log, stderr=subprocess.STDOUT, check=True)
     summary = json.loads((run_dir / "summary.json").read_text())
     s = settings(name)
+    if s["loss"] != "acr":  # the ACR knobs do not apply
+        s = {"loss": s["loss"], "acr_scale": None, "acr_lambda": None, "pca_levels": None}
     return {
         "name": name, **s,
         "best_val_nme": summary["best_val_nme"], "best_epoch": summary["best_epoch"],
