@@ -29,8 +29,23 @@ START_TEXT = {
 }
 
 
-def earlier_stages(run: Path) -> list[dict]:
-    """The runs a continued run stands on (oldest first): folder, epochs, best, seconds, command."""
+def shipped_stages(weights: Path) -> list[dict]:
+    """The stages behind a shipped checkpoint (its JSON beside it): its own earlier stages, then itself."""
+    meta = json.loads(weights.with_suffix(".json").read_text())
+    training = meta.get("training", {})
+    return [*training.get("continues", []),
+            {"run": str(weights), "command": training.get("command"), "epochs_logged": meta.get("epochs_logged"),
+             "learning_rate": meta.get("settings", {}).get("learning_rate"),
+             "best_checkpoint": meta.get("best_checkpoint"), "seconds_last_run": training.get("seconds_last_run")}]
+
+
+def earlier_stages(init_weights: Path) -> list[dict]:
+    """The runs a continued run stands on (oldest first): folder, epochs, best, seconds, command.
+
+    ``init_weights`` is a run's ``best.h5`` or a shipped checkpoint with its JSON beside it."""
+    if init_weights.with_suffix(".json").is_file():
+        return shipped_stages(init_weights)
+    run = init_weights.parent
     stages: list[dict] = []
     while run.is_dir() and (run / "config.json").is_file():
         cfg = json.loads((run / "config.json").read_text())
@@ -42,6 +57,8 @@ def earlier_stages(run: Path) -> list[dict]:
                           "best_checkpoint": best, "seconds_last_run": summary.get("seconds_this_run")})
         if not cfg.get("init_weights"):
             break
+        if Path(cfg["init_weights"]).with_suffix(".json").is_file():
+            return shipped_stages(Path(cfg["init_weights"])) + stages
         run = Path(cfg["init_weights"]).parent
     return stages
 
@@ -105,7 +122,7 @@ def main() -> None:
         meta["training"]["seconds_last_run"] = s.get("seconds_this_run")
     if settings.get("init_weights"):  # a continued run: record the stage it started from
         meta["training"]["start"] += f", then the weights of {settings['init_weights']}"
-        meta["training"]["continues"] = earlier_stages(Path(settings["init_weights"]).parent)
+        meta["training"]["continues"] = earlier_stages(Path(settings["init_weights"]))
         meta["training"]["epochs_in_all"] = len(log) + sum(st["epochs_logged"] for st in meta["training"]["continues"])
     atomic_write_bytes(out / f"{a.name}.json", json.dumps(meta, indent=1).encode())
     print(f"wrote {target} and {a.name}.json")
