@@ -43,11 +43,13 @@ def earlier_stages(init_weights: Path) -> list[dict]:
     """The runs a continued run stands on (oldest first): folder, epochs, best, seconds, command.
 
     ``init_weights`` is a run's ``best.h5`` or a shipped checkpoint with its JSON beside it."""
-    if init_weights.with_suffix(".json").is_file():
-        return shipped_stages(init_weights)
-    run = init_weights.parent
     stages: list[dict] = []
-    while run.is_dir() and (run / "config.json").is_file():
+    while True:
+        if init_weights.with_suffix(".json").is_file():  # a shipped checkpoint carries its own stages
+            return shipped_stages(init_weights) + stages
+        run = init_weights.parent
+        if not (run / "config.json").is_file():
+            return stages
         cfg = json.loads((run / "config.json").read_text())
         with open(run / "log.csv") as fh:
             epochs = sum(1 for _ in csv.DictReader(fh))
@@ -56,11 +58,8 @@ def earlier_stages(init_weights: Path) -> list[dict]:
         stages.insert(0, {"run": str(run), "epochs_logged": epochs, "learning_rate": cfg.get("learning_rate"),
                           "best_checkpoint": best, "seconds_last_run": summary.get("seconds_this_run")})
         if not cfg.get("init_weights"):
-            break
-        if Path(cfg["init_weights"]).with_suffix(".json").is_file():
-            return shipped_stages(Path(cfg["init_weights"])) + stages
-        run = Path(cfg["init_weights"]).parent
-    return stages
+            return stages
+        init_weights = Path(cfg["init_weights"])
 
 
 def main() -> None:
