@@ -1,0 +1,49 @@
+"""scripts/model_cards.py: one card per shipped checkpoint, generated from its JSON and kept current."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _cards_module():
+    spec = importlib.util.spec_from_file_location("model_cards", ROOT / "scripts" / "model_cards.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_committed_cards_match_the_shipped_jsons():
+    cards = _cards_module()
+    assert cards.main(["--models", str(ROOT / "pre_trained_models"), "--out", str(ROOT / "docs" / "models"), "--check"]) == 0
+    for meta_path in (ROOT / "pre_trained_models").glob("*.json"):
+        meta = json.loads(meta_path.read_text())
+        card = (ROOT / "docs" / "models" / f"{meta['name']}.md").read_text()
+        common = meta["results"]["subsets"]["common"]
+        assert f"| common | {common['n']} | {common['nme']:.3f} |" in card
+        assert meta["eval_command"] in card
+
+
+def test_check_fails_when_a_figure_changes(tmp_path):
+    cards = _cards_module()
+    models, out = tmp_path / "models", tmp_path / "cards"
+    models.mkdir()
+    shutil.copy(ROOT / "pre_trained_models" / "mnv2_acr_300w.json", models)
+    assert cards.main(["--models", str(models), "--out", str(out)]) == 0
+    assert cards.main(["--models", str(models), "--out", str(out), "--check"]) == 0
+    meta = json.loads((models / "mnv2_acr_300w.json").read_text())
+    meta["results"]["subsets"]["common"]["nme"] = 3.0
+    (models / "mnv2_acr_300w.json").write_text(json.dumps(meta))
+    assert cards.main(["--models", str(models), "--out", str(out), "--check"]) == 1
+    assert "| common | 554 | 3.000 |" in cards.render_card(meta)
+
+
+def test_a_json_without_results_is_refused():
+    cards = _cards_module()
+    with pytest.raises(ValueError, match="results"):
+        cards.render_card({"name": "x", "settings": {}})
