@@ -92,7 +92,9 @@ def evaluate_checkpoint(path: Path, samples, decoders: list[str], batch_size: in
     rows = []
     for d in decoders:
         errors = nme_fn(np.stack(preds[d]), gt, W300_SPEC.norm_points)
-        fn = (lambda m, _d=d: codec.decode(m, _d))
+        def fn(m, _d=d):
+            return codec.decode(m, _d)
+
         fn = compile_fn(fn) if compile_fn is not None else fn
         maps_t = ops.convert_to_tensor(timing)
         _block(fn(maps_t))  # warm-up / tracing

@@ -1,7 +1,6 @@
 """acrloss.presets: models by name (user folder, checkout, bundled default) and data folders."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 

@@ -303,7 +303,7 @@ def torchvision_to_keras_mnv2(state: dict) -> "keras.Model":
         layer.set_weights([w.astype(np.float32) for w in new])
         assigned.add(lname)
 
-    weighted = {l.name for l in model.layers if l.weights}
+    weighted = {layer.name for layer in model.layers if layer.weights}
     if weighted != assigned:
         raise RuntimeError(f"keras layers left unassigned: {sorted(weighted - assigned)}")
     unused = {k for k in state if not k.endswith("num_batches_tracked")} - used

@@ -177,7 +177,7 @@ def test_saved_backbone_loads_in_acrloss(tmp_path, full_model, size):
     out = cm.save_weights_atomic(cm.backbone_from_full(full_model), tmp_path / "mnv2.weights.h5")
     assert [p.name for p in tmp_path.iterdir()] == ["mnv2.weights.h5"]  # no temp file left
     net = build_backbone("mnv2", input_size=size, weights=out)
-    inner = [l for l in net.layers if isinstance(l, keras.Model)][0]
+    inner = [layer for layer in net.layers if isinstance(layer, keras.Model)][0]
     np.testing.assert_allclose(inner.get_layer("Conv1").get_weights()[0],
                                full_model.get_layer("Conv1").get_weights()[0])
     np.testing.assert_allclose(inner.get_layer("Conv_1_bn").get_weights()[2],
