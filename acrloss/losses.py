@@ -136,12 +136,11 @@ class ACRLoss(keras.losses.Loss):
         return config
 
 
-@keras.saving.register_keras_serializable(package="acrloss")
-class L2Loss(keras.losses.Loss):
-    """Mean squared error per sample over the ``num_coords`` coordinates.
+class _PointwiseLoss(keras.losses.Loss):
+    """Mean of a per-coordinate penalty over the ``num_coords`` coordinates, per sample.
 
     ``y_true`` is either packed ``(B, 2·num_coords)`` (the ``Φ`` half is ignored) or
-    ``(B, num_coords)``; ``y_pred`` is ``(B, num_coords)``.
+    ``(B, num_coords)``; ``y_pred`` is ``(B, num_coords)``. Subclasses set :meth:`penalty`.
 
     Args:
         num_coords: ``2N``.
@@ -150,18 +149,23 @@ class L2Loss(keras.losses.Loss):
         dtype: Keras loss dtype.
     """
 
-    def __init__(self, num_coords: int = 136, name: str = "l2_loss",
+    def __init__(self, num_coords: int = 136, name: str | None = None,
                  reduction: str | None = "sum_over_batch_size", dtype: Any = None) -> None:
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        super().__init__(name=name or self.default_name, reduction=reduction, dtype=dtype)
         if int(num_coords) <= 0:
             raise ValueError(f"num_coords must be positive, got {num_coords!r}")
         self.num_coords = int(num_coords)
 
+    default_name = "pointwise_loss"
+
+    @staticmethod
+    def penalty(e: Any) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
     def call(self, y_true: Any, y_pred: Any) -> Any:
-        """Per-sample mean squared error, shape ``(B,)``."""
-        points, _ = _split_targets(y_true, y_pred, self.num_coords, False, "L2Loss")
-        e = ops.cast(points, y_pred.dtype) - y_pred
-        return ops.mean(ops.square(e), axis=-1)
+        """Per-sample mean penalty, shape ``(B,)``."""
+        points, _ = _split_targets(y_true, y_pred, self.num_coords, False, type(self).__name__)
+        return ops.mean(self.penalty(ops.cast(points, y_pred.dtype) - y_pred), axis=-1)
 
     def get_config(self) -> dict[str, Any]:
         """Serializable configuration (includes ``num_coords``)."""
@@ -171,37 +175,25 @@ class L2Loss(keras.losses.Loss):
 
 
 @keras.saving.register_keras_serializable(package="acrloss")
-class L1Loss(keras.losses.Loss):
-    """Mean absolute error per sample over the ``num_coords`` coordinates.
+class L2Loss(_PointwiseLoss):
+    """Mean squared error per sample (see :class:`_PointwiseLoss` for the target layout)."""
 
-    ``y_true`` is either packed ``(B, 2·num_coords)`` (the ``Φ`` half is ignored) or
-    ``(B, num_coords)``; ``y_pred`` is ``(B, num_coords)``.
+    default_name = "l2_loss"
 
-    Args:
-        num_coords: ``2N``.
-        name: loss name.
-        reduction: Keras reduction over the batch.
-        dtype: Keras loss dtype.
-    """
+    @staticmethod
+    def penalty(e: Any) -> Any:
+        return ops.square(e)
 
-    def __init__(self, num_coords: int = 136, name: str = "l1_loss",
-                 reduction: str | None = "sum_over_batch_size", dtype: Any = None) -> None:
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
-        if int(num_coords) <= 0:
-            raise ValueError(f"num_coords must be positive, got {num_coords!r}")
-        self.num_coords = int(num_coords)
 
-    def call(self, y_true: Any, y_pred: Any) -> Any:
-        """Per-sample mean absolute error, shape ``(B,)``."""
-        points, _ = _split_targets(y_true, y_pred, self.num_coords, False, "L1Loss")
-        e = ops.cast(points, y_pred.dtype) - y_pred
-        return ops.mean(ops.abs(e), axis=-1)
+@keras.saving.register_keras_serializable(package="acrloss")
+class L1Loss(_PointwiseLoss):
+    """Mean absolute error per sample (see :class:`_PointwiseLoss` for the target layout)."""
 
-    def get_config(self) -> dict[str, Any]:
-        """Serializable configuration (includes ``num_coords``)."""
-        config = super().get_config()
-        config.update({"num_coords": self.num_coords})
-        return config
+    default_name = "l1_loss"
+
+    @staticmethod
+    def penalty(e: Any) -> Any:
+        return ops.abs(e)
 
 
 def get_loss(name: str, num_coords: int, **kw: Any) -> keras.losses.Loss:

@@ -583,24 +583,29 @@ class CascadeLoss(keras.losses.Loss):
         lambda_: ACR's λ.
         norm_points: NME normalization points.
         stage_weights: optional per-stage weights.
+        scale: ACR's error scale ``s`` (the loss sees ``s·e``); must stay 1 for L2/L1.
     """
 
     def __init__(self, base: str = "acr", num_points: int = 68, num_stages: int = 4, error_weight: float = 0.1,
                  lambda_: float = 1.0, norm_points: Sequence[int] = (36, 45),
                  stage_weights: Sequence[float] | None = None, name: str = "cascade_loss",
-                 reduction: str | None = "sum_over_batch_size", dtype: Any = None) -> None:
+                 reduction: str | None = "sum_over_batch_size", dtype: Any = None, scale: float = 1.0) -> None:
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.base = str(base).lower()
         self.num_points = int(num_points)
         self.num_stages = int(num_stages)
         self.error_weight = float(error_weight)
         self.lambda_ = float(lambda_)
+        self.scale = float(scale)
+        if self.base != "acr" and self.scale != 1.0:
+            raise ValueError(f"CascadeLoss: scale={scale!r} applies to the ACR loss only, not {self.base!r}")
         self.norm_points = tuple(int(i) for i in norm_points)
         weights = [1.0] * self.num_stages if stage_weights is None else [float(w) for w in stage_weights]
         if len(weights) != self.num_stages or sum(weights) <= 0 or min(weights) < 0:
             raise ValueError(f"CascadeLoss: stage_weights {stage_weights!r} invalid for {self.num_stages} stages")
         self.stage_weights = [w / sum(weights) for w in weights]
-        self.landmark_loss = get_loss(self.base, 2 * self.num_points, lambda_=self.lambda_, reduction=None)
+        extra = {"lambda_": self.lambda_, "scale": self.scale} if self.base == "acr" else {}
+        self.landmark_loss = get_loss(self.base, 2 * self.num_points, reduction=None, **extra)
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
         """Per-face loss ``(B,)``."""
@@ -622,7 +627,8 @@ class CascadeLoss(keras.losses.Loss):
         config = super().get_config()
         config.update({"base": self.base, "num_points": self.num_points, "num_stages": self.num_stages,
                        "error_weight": self.error_weight, "lambda_": self.lambda_,
-                       "norm_points": list(self.norm_points), "stage_weights": list(self.stage_weights)})
+                       "norm_points": list(self.norm_points), "stage_weights": list(self.stage_weights),
+                       "scale": self.scale})
         return config
 
 
@@ -711,7 +717,7 @@ class DictTargets(keras.utils.PyDataset):
 
 
 def compile_arguments(num_points: int, norm_points: Sequence[int], num_stages: int, loss: str = "acr",
-                      acr_lambda: float = 1.0, error_weight: float = 0.1) -> dict[str, Any]:
+                      acr_lambda: float = 1.0, error_weight: float = 0.1, acr_scale: float = 1.0) -> dict[str, Any]:
     """``model.compile`` keyword arguments for a MuSiCa model: loss on ``cascade``; NME on
     ``landmarks`` (logged as ``landmarks_nme``); per-stage NME (``cascade_nme_s1`` ...) and
     the error-prediction MAE (``cascade_err_mae``, NME percent points) on ``cascade``; XLA
@@ -722,7 +728,8 @@ def compile_arguments(num_points: int, norm_points: Sequence[int], num_stages: i
         # XLA: the many small gather/elementwise ops of the stages run ~3x faster per training
         # step on a CPU with TensorFlow (Keras leaves XLA off on CPU by default); JAX always jits
         "jit_compile": True,
-        "loss": {"cascade": CascadeLoss(loss, num_points, num_stages, error_weight, acr_lambda, norm_points)},
+        "loss": {"cascade": CascadeLoss(loss, num_points, num_stages, error_weight, acr_lambda, norm_points,
+                                        scale=acr_scale if loss == "acr" else 1.0)},
         "metrics": {
             "landmarks": [NMEMetric(num_points, norm_points)],
             "cascade": [StageNME(t, num_points, norm_points) for t in range(num_stages)] + [ErrorMAE(num_points, norm_points)],
@@ -761,7 +768,7 @@ def training_objective(cfg: Any, num_points: int, norm_points: Sequence[int]) ->
     """``model.compile`` loss and metrics for a ``TrainConfig`` (see :func:`compile_arguments`)."""
     stages = len(model_options(cfg)["stage_levels"])
     return compile_arguments(num_points, norm_points, stages, cfg.loss, cfg.acr_lambda,
-                             float(getattr(cfg, "musica_error_weight", 0.1)))
+                             float(getattr(cfg, "musica_error_weight", 0.1)), float(cfg.acr_scale))
 
 
 def parse_options(items: Sequence[str]) -> dict[str, Any]:

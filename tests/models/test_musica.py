@@ -263,6 +263,31 @@ def test_cascade_loss_matches_numpy():
     np.testing.assert_allclose(keras.ops.convert_to_numpy(again(gt, y_pred)), got, rtol=1e-6)
 
 
+def test_acr_scale_reaches_the_cascade_loss():
+    """``--acr-scale`` (TrainConfig.acr_scale) must change MuSiCa's loss as it changes ACRLoss."""
+    from types import SimpleNamespace
+
+    from acrloss.losses import ACRLoss
+    from acrloss.models.musica import training_objective
+
+    n = 68
+    gt = RNG.uniform(-0.4, 0.4, (3, 2 * n)).astype("float32")
+    packed = np.concatenate([gt, RNG.uniform(0, 1, (3, 2 * n)).astype("float32")], axis=1)
+    shapes = gt[:, None] + RNG.normal(0, 0.05, (3, 4, 2 * n)).astype("float32")
+    y_pred = np.concatenate([shapes, np.zeros((3, 4, 1), "float32")], axis=-1)
+    cfg = SimpleNamespace(loss="acr", acr_lambda=4.0, acr_scale=8.0, musica_error_weight=0.0, musica_options={},
+                          crop=SimpleNamespace(input_size=128))
+    loss = training_objective(cfg, n, (36, 45))["loss"]["cascade"]
+    assert loss.scale == 8.0 and loss.get_config()["scale"] == 8.0
+    ref = np.mean([keras.ops.convert_to_numpy(ACRLoss(lambda_=4.0, scale=8.0, num_coords=2 * n)(packed, shapes[:, s]))
+                   for s in range(4)])
+    assert float(keras.ops.convert_to_numpy(loss(packed, y_pred))) == pytest.approx(ref, rel=1e-5)
+    unscaled = training_objective(SimpleNamespace(**{**vars(cfg), "acr_scale": 1.0}), n, (36, 45))["loss"]["cascade"]
+    assert abs(float(keras.ops.convert_to_numpy(unscaled(packed, y_pred))) - ref) > 1e-3 * abs(ref)
+    with pytest.raises(ValueError, match="ACR loss only"):
+        CascadeLoss("l2", n, 4, scale=8.0)
+
+
 def test_h5_round_trip_gives_identical_outputs(tmp_path):
     model = tiny()
     # make the weights non-trivial (the shape updates start at zero)
