@@ -59,6 +59,17 @@ def _err(msg: str) -> None:
     print(f"acrloss: {msg}", file=sys.stderr)
 
 
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
 # ---------------------------------------------------------------------------- align
 def collect_images(paths: Sequence[str], recursive: bool = False) -> tuple[list[tuple[Path, str]], list[str]]:
     """``([(image path, output name without suffix), ...], [problems])`` for files and folders.
@@ -121,9 +132,6 @@ def make_out_dir(out_dir: Path) -> str | None:
 
 def align_command(a: argparse.Namespace) -> int:
     """``acrloss align``: see the module docs."""
-    if a.upsample < 0 or a.refine < 0:
-        _err(f"--upsample and --refine must be >= 0, got {a.upsample} and {a.refine}")
-        return 2
     out_dir = Path(a.out)
     images, problems = collect_images(a.paths, a.recursive)
     for msg in problems:
@@ -200,8 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     al.add_argument("--model", default=DEFAULT_MODEL,
                     help=f"shipped model name, .h5/.keras checkpoint, or exported .tflite/.onnx file (default {DEFAULT_MODEL})")
     al.add_argument("--detector", default="dlib", choices=["dlib"], help="face detector (dlib's HOG detector)")
-    al.add_argument("--upsample", type=int, default=1, help="dlib upsampling steps (more finds smaller faces; slower)")
-    al.add_argument("--refine", type=int, default=0,
+    al.add_argument("--upsample", type=non_negative_int, default=1, help="dlib upsampling steps (more finds smaller faces; slower)")
+    al.add_argument("--refine", type=non_negative_int, default=0,
                     help="extra passes re-cropping each face around its predicted points (default 0)")
     al.add_argument("--recursive", action="store_true", help="also take images in sub-folders of folder arguments")
     al.add_argument("--image-format", default="jpg", choices=IMAGE_FORMATS, help="annotated image format (default jpg)")
