@@ -14,7 +14,7 @@ import importlib as _importlib
 
 from acrloss.console import set_backend_logs as _set_backend_logs
 
-_set_backend_logs()  # before any backend import: TensorFlow reads its C++ log level once
+_set_backend_logs(python_loggers=False)  # before any backend import: TensorFlow reads its C++ log level once
 
 __version__ = "0.1.0"
 

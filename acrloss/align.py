@@ -38,7 +38,7 @@ from typing import Any, Callable, Sequence
 import cv2
 import numpy as np
 
-from acrloss.config import CropConfig
+from acrloss.config import DEFAULT_MODEL, CropConfig
 from acrloss.data_prep.crop import CropTransform, denormalize, face_box
 from acrloss.data_prep.formats import LandmarkFileError
 from acrloss.data_prep.images import IMAGE_EXTENSIONS, read_image, to_rgb
@@ -47,7 +47,6 @@ from acrloss.detectors import BoxCalibration, Detection, DlibHOGDetector, Static
 # Keras (and with it the backend) is imported at the first model load or call, not here:
 # ``acrloss --help`` and argument errors stay fast.
 
-DEFAULT_MODEL = "mnv2_acr_300w"
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parent
 MODEL_DIRS = (REPO_ROOT / "pre_trained_models", PACKAGE_DIR / "pre_trained_models")

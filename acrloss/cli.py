@@ -190,7 +190,7 @@ def export_command(a: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- entry point
 def build_parser() -> argparse.ArgumentParser:
-    from acrloss.align import DEFAULT_MODEL  # noqa: PLC0415
+    from acrloss.config import DEFAULT_MODEL  # noqa: PLC0415  (light: no cv2, no backend)
 
     verbose = argparse.ArgumentParser(add_help=False)
     verbose.add_argument("--verbose", action="store_true", help="also show the backend's logs (TensorFlow, absl)")
@@ -255,10 +255,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _passthrough(argv[0], argv[1:])
     parser = build_parser()
     a = parser.parse_args(argv)
-    set_backend_logs(True if verbose or a.verbose else None)
     if a.command is None:
         parser.print_help(sys.stderr)
         return 2
+    set_backend_logs(True if verbose or a.verbose else None)
     return a.func(a)
 
 

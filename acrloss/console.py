@@ -14,7 +14,6 @@ every CLI do so; the backend itself is imported lazily, at the first model call)
 """
 from __future__ import annotations
 
-import logging
 import os
 
 #: environment variable that turns backend logs on for every entry point ("1", "true", "yes")
@@ -27,23 +26,29 @@ def verbose_from_env() -> bool:
     return os.environ.get(VERBOSE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def set_backend_logs(verbose: bool | None = None) -> None:
+def set_backend_logs(verbose: bool | None = None, python_loggers: bool = True) -> None:
     """Quiet (default) or show the backend's logs; ``verbose=None`` reads ``ACRLOSS_VERBOSE``.
 
-    Quiet: ``TF_CPP_MIN_LOG_LEVEL=3`` unless the environment already sets it, and the
-    ``tensorflow`` / absl Python loggers at ERROR. Verbose: ``TF_CPP_MIN_LOG_LEVEL=0`` and
-    both loggers at INFO. Imports neither TensorFlow nor JAX.
+    Quiet: ``TF_CPP_MIN_LOG_LEVEL=3`` unless the environment already sets it and, with
+    ``python_loggers``, the ``tensorflow`` and absl Python loggers at ERROR. Verbose:
+    ``TF_CPP_MIN_LOG_LEVEL=0`` and both loggers at INFO. Imports neither TensorFlow nor JAX
+    (absl, which is light, only with ``python_loggers``). ``import acrloss`` sets the
+    environment only; the command-line entry points call this with the loggers after parsing
+    their arguments.
     """
     if verbose is None:
         verbose = verbose_from_env()
     if verbose:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
-        level = logging.INFO
     else:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", _QUIET_TF_LEVEL)
-        level = logging.ERROR
+    if not python_loggers:
+        return
+    import logging  # noqa: PLC0415  (not at import: ``import acrloss`` stays light)
+
+    level = logging.INFO if verbose else logging.ERROR
     logging.getLogger("tensorflow").setLevel(level)  # a plain logger: safe to create before TensorFlow does
-    try:  # absl's logger must be created by absl itself (ABSLLogger); absl is light and imports no backend
+    try:  # absl's logger must be created by absl itself (ABSLLogger)
         from absl import logging as absl_logging  # noqa: PLC0415
     except ImportError:  # pragma: no cover - absl comes with TensorFlow and JAX
         return
