@@ -2,33 +2,51 @@
 
 Public surface::
 
-    from acrloss import Train, Test, PCAUtility, ACRLoss, DatasetName, ModelArch
+    from acrloss import Train, Test, PCAUtility, ACRLoss, DatasetName, ModelArch, FaceAligner
+
+Every name is imported on first use: ``import acrloss`` (and ``acrloss --help``) loads
+neither Keras nor a backend. Backend logs are quiet unless ``ACRLOSS_VERBOSE=1``
+(:mod:`acrloss.console`).
 """
-import os as _os
+from __future__ import annotations
 
-_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out of CLI output
+import importlib as _importlib
 
-from acrloss.config import DatasetName, ModelArch, TrainConfig, CropConfig, AugmentConfig, CurriculumConfig
-from acrloss.losses import ACRLoss, L1Loss, L2Loss
-from acrloss.pca_utility import PCAUtility
+from acrloss.console import set_backend_logs as _set_backend_logs
+
+_set_backend_logs(python_loggers=False)  # before any backend import: TensorFlow reads its C++ log level once
 
 __version__ = "0.1.0"
 
+#: public name -> module that defines it (imported lazily by ``__getattr__``)
+_LAZY = {
+    "Train": "acrloss.train",
+    "Test": "acrloss.test",
+    "PCAUtility": "acrloss.pca_utility",
+    "ACRLoss": "acrloss.losses",
+    "L1Loss": "acrloss.losses",
+    "L2Loss": "acrloss.losses",
+    "DatasetName": "acrloss.config",
+    "ModelArch": "acrloss.config",
+    "TrainConfig": "acrloss.config",
+    "CropConfig": "acrloss.config",
+    "AugmentConfig": "acrloss.config",
+    "CurriculumConfig": "acrloss.config",
+    "FaceAligner": "acrloss.align",
+}
 
-def __getattr__(name):  # lazy: Train/Test pull in the data pipeline
-    if name == "Train":
-        from acrloss.train import Train
 
-        return Train
-    if name == "Test":
-        from acrloss.test import Test
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:  # (``from acrloss import test`` then imports the sub-module)
+        raise AttributeError(f"module 'acrloss' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
-        return Test
-    if name == "FaceAligner":
-        from acrloss.align import FaceAligner
 
-        return FaceAligner
-    raise AttributeError(f"module 'acrloss' has no attribute {name!r}")
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 __all__ = ["Train", "Test", "PCAUtility", "ACRLoss", "L1Loss", "L2Loss", "DatasetName", "ModelArch",

@@ -7,7 +7,19 @@
     aligner = FaceAligner()                      # shipped "mnv2_acr_300w", dlib HOG detector
     faces = aligner.get_landmarks("photo.jpg")   # list of (68, 2) arrays, one per face
     faces, boxes, scores = aligner.get_landmarks(image, return_boxes=True)
-    annotated = draw_landmarks(image, faces, boxes)
+    annotated = draw_landmarks(image, faces, boxes)      # RGB in, RGB out
+
+**Colour order.** A path is always read correctly. An *array* is taken as RGB unless you
+say otherwise: a ``cv2.imread`` array is BGR, so pass ``color="bgr"`` (per call, or once
+with ``FaceAligner(color="bgr")``)::
+
+    frame = cv2.imread("photo.jpg")                               # BGR
+    faces = aligner.get_landmarks(frame, color="bgr")
+    cv2.imwrite("out.jpg", draw_landmarks(frame, faces, color="bgr"))  # BGR in, BGR out
+    save_annotated("out.jpg", frame, faces, color="bgr")          # or: draw and write in one call
+
+A BGR array passed as RGB is *not* detected (any 3-channel array is a valid RGB image): it
+runs, and its points come out up to a few pixels off.
 
 Landmarks are returned in the *original* image's 0-based pixel-centre coordinates
 (:mod:`acrloss.config`). Every box, whether from the detector or given by the caller, is
@@ -24,17 +36,17 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import cv2
-import keras
 import numpy as np
 
-from acrloss.config import CropConfig
+from acrloss.config import DEFAULT_MODEL, CropConfig
 from acrloss.data_prep.crop import CropTransform, denormalize, face_box
 from acrloss.data_prep.formats import LandmarkFileError
 from acrloss.data_prep.images import IMAGE_EXTENSIONS, read_image, to_rgb
 from acrloss.detectors import BoxCalibration, Detection, DlibHOGDetector, StaticBoxes
-from acrloss.models.regressor import landmarks_from_output
 
-DEFAULT_MODEL = "mnv2_acr_300w"
+# Keras (and with it the backend) is imported at the first model load or call, not here:
+# ``acrloss --help`` and argument errors stay fast.
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parent
 MODEL_DIRS = (REPO_ROOT / "pre_trained_models", PACKAGE_DIR / "pre_trained_models")
@@ -74,10 +86,26 @@ def resolve_model(name_or_path: str | os.PathLike) -> Path:
     )
 
 
-def _as_rgb(image: Any) -> tuple[np.ndarray, str]:
+#: channel orders an image array can be given in (``color=``)
+COLOR_ORDERS = ("rgb", "bgr")
+
+
+def check_color(color: str) -> str:
+    """``color`` if it is ``"rgb"`` or ``"bgr"``, else a :class:`ValueError` naming the choices."""
+    if color not in COLOR_ORDERS:
+        raise ValueError(f"color must be 'rgb' or 'bgr' (the channel order of image arrays), got {color!r}")
+    return color
+
+
+def _as_rgb(image: Any, color: str = "rgb") -> tuple[np.ndarray, str]:
+    """``(RGB uint8 image, source name)`` for a path (read as RGB whatever ``color``) or an
+    array in ``color`` order (greyscale, 3 or 4 channels)."""
     if isinstance(image, (str, os.PathLike)):
         return read_image(image), str(image)
-    return to_rgb(np.asarray(image)), "image"
+    arr = np.asarray(image)
+    if check_color(color) == "bgr" and arr.ndim == 3 and arr.shape[2] in (3, 4):
+        arr = arr[:, :, [2, 1, 0] + ([3] if arr.shape[2] == 4 else [])]
+    return to_rgb(arr), "image"
 
 
 class FaceAligner:
@@ -93,6 +121,9 @@ class FaceAligner:
     ``refine``: extra passes that re-crop each face around the box of its predicted points
     (the landmark-extent crop the model was trained on) and predict again; each pass costs
     one more model call per face (``benchmarks/whole_photo.py`` measures the effect).
+    ``color``: the channel order of image *arrays* given to this aligner, ``"rgb"``
+    (default) or ``"bgr"`` (``cv2.imread``, OpenCV video frames); each call can override it
+    with its own ``color=``. Paths are always read correctly. Greyscale arrays need no order.
     """
 
     def __init__(
@@ -103,7 +134,9 @@ class FaceAligner:
         margin: float = CropConfig.margin,
         batch_size: int = 32,
         refine: int = 0,
+        color: str = "rgb",
     ) -> None:
+        self.color = check_color(color)
         if isinstance(model, (str, os.PathLike)):
             from acrloss.models.regressor import load_model  # noqa: PLC0415
 
@@ -146,9 +179,13 @@ class FaceAligner:
         """The crop the model sees for a face box (after calibration unless ``calibrate=False``)."""
         return CropTransform.from_box(self.crop_box(box, calibrate), self.input_size, self.margin)
 
-    def detect(self, image: Any, boxes: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(rgb image, boxes (F, 4), scores (F,))`` from the detector or the given boxes."""
-        rgb, _ = _as_rgb(image)
+    def _color(self, color: str | None) -> str:
+        return self.color if color is None else check_color(color)
+
+    def detect(self, image: Any, boxes: Any = None, color: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(rgb image, boxes (F, 4), scores (F,))`` from the detector or the given boxes.
+        ``color``: the channel order of an array ``image`` (default: the aligner's)."""
+        rgb, _ = _as_rgb(image, self._color(color))
         dets = StaticBoxes(boxes)(rgb) if boxes is not None else self.detector(rgb)
         if not dets:
             return rgb, np.zeros((0, 4)), np.zeros((0,))
@@ -156,6 +193,10 @@ class FaceAligner:
 
     def _predict(self, crops: np.ndarray) -> np.ndarray:
         """Normalized ``(B, N, 2)`` predictions for float32 crops, in chunks of ``batch_size``."""
+        import keras  # noqa: PLC0415  (the backend: loaded with the model, not with this module)
+
+        from acrloss.models.regressor import landmarks_from_output  # noqa: PLC0415
+
         out = []
         for i in range(0, len(crops), self.batch_size):
             x = crops[i : i + self.batch_size]
@@ -184,8 +225,13 @@ class FaceAligner:
         return result
 
     # ------------------------------------------------------------------ public
-    def get_landmarks(self, image: Any, boxes: Any = None, return_boxes: bool = False, calibrate: bool = True):
+    def get_landmarks(self, image: Any, boxes: Any = None, return_boxes: bool = False, calibrate: bool = True,
+                      color: str | None = None):
         """Landmarks of every face in ``image`` (a path, or a greyscale/RGB/RGBA array).
+
+        ``color``: the channel order of an array ``image``, ``"rgb"`` or ``"bgr"`` (e.g.
+        ``get_landmarks(cv2.imread(p), color="bgr")``); default: the aligner's ``color``
+        (``"rgb"`` unless set). A path is read correctly whatever ``color`` says.
 
         ``boxes``: optional ``(F, 4)`` face boxes ``(x0, y0, x1, y1)`` used instead of the
         detector; they are treated like detector boxes (calibrated) unless ``calibrate=False``.
@@ -194,18 +240,20 @@ class FaceAligner:
         score). With ``return_boxes``: ``(landmarks, boxes (F, 4), scores (F,))`` where the
         boxes are the detector's (or the caller's) uncalibrated boxes.
         """
-        rgb, det_boxes, scores = self.detect(image, boxes)
+        rgb, det_boxes, scores = self.detect(image, boxes, color)
         landmarks = self._align([(rgb, det_boxes)], calibrate)[0]
         if return_boxes:
             return landmarks, det_boxes, scores
         return landmarks
 
-    def get_landmarks_batch(self, images: Sequence[Any], calibrate: bool = True) -> list[list[np.ndarray]]:
-        """``get_landmarks`` for many images (paths or arrays): one list of faces per image,
-        in input order. All faces of all images share batched model calls."""
+    def get_landmarks_batch(self, images: Sequence[Any], calibrate: bool = True,
+                            color: str | None = None) -> list[list[np.ndarray]]:
+        """``get_landmarks`` for many images (paths or arrays, arrays in ``color`` order,
+        default the aligner's): one list of faces per image, in input order. All faces of
+        all images share batched model calls."""
         items = []
         for image in images:
-            rgb, boxes, _ = self.detect(image)
+            rgb, boxes, _ = self.detect(image, color=color)
             items.append((rgb, boxes))
         return self._align(items, calibrate)
 
@@ -247,10 +295,19 @@ def draw_landmarks(
     radius: int | None = None,
     point_color: tuple[int, int, int] = (0, 255, 0),
     box_color: tuple[int, int, int] = (255, 0, 0),
+    color: str = "rgb",
 ) -> np.ndarray:
-    """An RGB uint8 copy of ``image`` with each face's points as filled circles and the
-    ``boxes`` as rectangles. ``radius=None`` scales the dots to each face's size."""
-    canvas = (read_image(image) if isinstance(image, (str, os.PathLike)) else to_rgb(np.asarray(image))).copy()
+    """A uint8 copy of ``image`` with each face's points as filled circles and the ``boxes``
+    as rectangles. ``radius=None`` scales the dots to each face's size.
+
+    ``color`` is the channel order of both the input array and the returned array:
+    ``"rgb"`` (default; for matplotlib, PIL) or ``"bgr"`` (for ``cv2.imshow``/``cv2.imwrite``:
+    ``cv2.imwrite(p, draw_landmarks(cv2.imread(q), faces, color="bgr"))``). A path is read
+    correctly and returned in ``color`` order. ``point_color`` / ``box_color`` are always
+    RGB triples (default green points, red boxes), whatever ``color`` is. To write a file,
+    :func:`save_annotated` does it in one call.
+    """
+    canvas = _as_rgb(image, check_color(color))[0].copy()
     shift = 4  # sub-pixel drawing: coordinates in 1/16 px
     one = 1 << shift
 
@@ -270,4 +327,46 @@ def draw_landmarks(
         for b in np.asarray(boxes, dtype=np.float64).reshape(-1, 4):
             t = max(1, int(round(max(b[2] - b[0], b[3] - b[1]) / 150.0)))
             cv2.rectangle(canvas, (fx(b[0]), fx(b[1])), (fx(b[2]), fx(b[3])), box_color, t, cv2.LINE_AA, shift)
-    return canvas
+    return canvas if color == "rgb" else np.ascontiguousarray(canvas[:, :, ::-1])
+
+
+#: annotated-image formats :func:`encode_image` and :func:`save_annotated` write, by suffix
+IMAGE_WRITE_FORMATS = {".jpg": "jpg", ".jpeg": "jpg", ".png": "png"}
+
+
+def encode_image(image: np.ndarray, fmt: str, color: str = "rgb") -> bytes:
+    """The bytes of a ``"jpg"`` (quality 92) or ``"png"`` file of a ``color``-ordered uint8 image."""
+    if fmt not in ("jpg", "png"):
+        raise ValueError(f"image format must be 'jpg' or 'png', got {fmt!r}")
+    arr = np.asarray(image)
+    bgr = arr if check_color(color) == "bgr" or arr.ndim == 2 else np.ascontiguousarray(arr[:, :, ::-1])
+    params = [cv2.IMWRITE_JPEG_QUALITY, 92] if fmt == "jpg" else [cv2.IMWRITE_PNG_COMPRESSION, 6]
+    ok, buf = cv2.imencode(f".{fmt}", bgr, params)
+    if not ok:  # pragma: no cover
+        raise ValueError(f"cannot encode the image as {fmt}")
+    return buf.tobytes()
+
+
+def save_annotated(
+    path: str | os.PathLike,
+    image: Any,
+    landmarks_list: Sequence[np.ndarray],
+    boxes: Sequence[Sequence[float]] | np.ndarray | None = None,
+    color: str = "rgb",
+    **draw_options: Any,
+) -> Path:
+    """Draw the faces (:func:`draw_landmarks`) and write the picture to ``path`` (``.jpg``,
+    ``.jpeg`` or ``.png``) with the colours right, atomically; returns the path.
+
+    ``color`` is the channel order of an array ``image`` (``"bgr"`` for ``cv2.imread``);
+    a path is read correctly. ``draw_options``: ``radius``, ``point_color``, ``box_color``.
+    """
+    from acrloss.data_prep.formats import atomic_write_bytes  # noqa: PLC0415
+
+    path = Path(path)
+    fmt = IMAGE_WRITE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"{path}: unknown image type {path.suffix!r}; use .jpg, .jpeg or .png")
+    drawn = draw_landmarks(image, landmarks_list, boxes, color=color, **draw_options)  # in ``color`` order
+    atomic_write_bytes(path, encode_image(drawn, fmt, color))
+    return path

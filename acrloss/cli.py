@@ -7,24 +7,27 @@
     acrloss train|test|pca|prep|demo|flops ARGS...     (= acrloss-train ARGS..., etc.)
 
 ``align`` takes image files and folders (their .jpg/.jpeg/.png/.bmp files; ``--recursive``
-for sub-folders). For each image it writes, under ``--out``, keeping the layout below each
-given folder:
+for sub-folders). For each photo with a face it writes, under ``--out``, keeping the layout
+below each given folder, ``NAME_aligned.jpg`` (``--image-format png`` for PNG; landmarks and
+detector boxes drawn), ``NAME.pts`` (1-based; with several faces ``NAME_face0.pts``, ... by
+detector score) and ``NAME.json`` (boxes, scores and landmarks in the photo's 0-based
+pixel centres); and once per run ``align_manifest.json`` listing every photo with its status
+and files. Names never collide, a re-run replaces a photo's previous files, and the JSON's
+``box`` is the detector's raw box (it can extend beyond the image; ``box_in_image`` is
+clipped): see :mod:`acrloss.align_outputs`.
 
-- ``NAME_aligned.jpg`` (``--image-format png`` for PNG): the photo with every face's
-  landmarks and detector box drawn (:func:`acrloss.align.draw_landmarks`);
-- ``NAME.pts``: the landmarks as a 1-based iBUG ``.pts`` file; with several faces one file per
-  face, ``NAME_face0.pts``, ``NAME_face1.pts``, ... (by detector score);
-- ``NAME.json``: ``{"image", "width", "height", "model", "detector", "coordinates",
-  "faces": [{"box": [x0, y0, x1, y1], "score", "landmarks": [[x, y] * 68], "pts"}]}``, boxes
-  and landmarks in the original photo's 0-based pixel-centre coordinates.
+A photo that cannot be read (missing, not an image, corrupt), aligned or written (e.g. a
+name the file system refuses) and a photo without a face are named on stderr, get no files,
+are listed in the manifest, and the run goes on. Exit status of ``align``: 0 when at least
+one photo was processed (its files written, or found to hold no face), 1 when none was
+(every path unreadable or failed, or no image in the given folders), 2 for usage errors,
+reported in one line (unknown model, missing detector package, ``--out`` an existing file
+or not creatable, ``--out`` equal to an input folder, which would overwrite the ``.pts``
+files beside the images).
 
-An unreadable file (missing, not an image, corrupt) and an image without a face are
-reported on stderr, naming the file, and the run goes on; an image without a face still
-gets its JSON (``"faces": []``) and its (unmarked) image, and no ``.pts``. Exit status of
-``align``: 0 when at least one input image was read (whether or not faces were found), 1
-when none could be read (every path unreadable, or no image in the given folders), 2 for
-usage errors (unknown model, missing detector package, ``--out`` equal to an input folder,
-which would overwrite the ``.pts`` files beside the images).
+Every command prints only its own output; ``--verbose`` (``acrloss --verbose COMMAND ...``
+for any command, or ``acrloss align|export --verbose``) also shows the backend's logs
+(TensorFlow, absl). See :mod:`acrloss.console`.
 
 ``export`` writes a ``.tflite`` or ``.onnx`` file through :mod:`acrloss.export`, checks it
 against Keras on real face crops and prints the largest difference; exit 1 when the export
@@ -56,28 +59,31 @@ def _err(msg: str) -> None:
     print(f"acrloss: {msg}", file=sys.stderr)
 
 
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
 # ---------------------------------------------------------------------------- align
 def collect_images(paths: Sequence[str], recursive: bool = False) -> tuple[list[tuple[Path, str]], list[str]]:
     """``([(image path, output name without suffix), ...], [problems])`` for files and folders.
 
     Files are taken as given (whatever their suffix: a non-image fails later, when read);
     folders contribute their image files (by suffix), sorted, named by their path relative
-    to the folder. Names that would collide get ``_2``, ``_3``, ... appended.
+    to the folder. Names whose output files could collide get ``_2``, ``_3``, ... appended
+    (:func:`acrloss.align_outputs.assign_names`).
     """
+    from acrloss.align_outputs import assign_names  # noqa: PLC0415
     from acrloss.data_prep.images import IMAGE_EXTENSIONS  # noqa: PLC0415
 
     found: list[tuple[Path, str]] = []
     problems: list[str] = []
-    used: set[str] = set()
-
-    def add(path: Path, name: str) -> None:
-        base, k = name, 1
-        while name in used:
-            k += 1
-            name = f"{base}_{k}"
-        used.add(name)
-        found.append((path, name))
-
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
@@ -85,97 +91,78 @@ def collect_images(paths: Sequence[str], recursive: bool = False) -> tuple[list[
                            if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
             if not files:
                 problems.append(f"{p}: no image files (.jpg/.jpeg/.png/.bmp) in this folder")
-            for f in files:
-                add(f, f.relative_to(p).with_suffix("").as_posix())
+            found.extend((f, f.relative_to(p).with_suffix("").as_posix()) for f in files)
         else:  # files, and paths that do not exist (reported as unreadable when read)
-            add(p, p.stem)
-    return found, problems
+            found.append((p, p.stem))
+    names = assign_names([name for _, name in found])
+    return [(path, name) for (path, _), name in zip(found, names)], problems
 
 
 def pts_names(name: str, num_faces: int) -> list[str]:
     """The ``.pts`` file names for an image's faces (see the module docs)."""
-    if num_faces == 1:
-        return [f"{name}.pts"]
-    return [f"{name}_face{k}.pts" for k in range(num_faces)]
+    from acrloss.align_outputs import pts_names as names  # noqa: PLC0415
+
+    return names(name, num_faces)
 
 
-def _encode(image_rgb: Any, fmt: str) -> bytes:
-    import cv2  # noqa: PLC0415
+def check_out_dir(out_dir: Path, images: Sequence[tuple[Path, str]]) -> str | None:
+    """Why ``--out`` cannot be used (one line), or ``None``: an existing file, a folder that
+    cannot be created, or the folder of an input image (its ``.pts`` would be overwritten)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        return f"--out {out_dir} is an existing file, not a folder; choose a folder"
+    try:
+        out_resolved = out_dir.resolve()
+    except OSError as exc:  # pragma: no cover - e.g. a symlink loop
+        return f"--out {out_dir}: {exc}"
+    for path, name in images:
+        if (out_resolved / name).parent == path.resolve().parent:
+            return (f"--out {out_dir} is the folder of the input {path}: its .pts/.json files would be overwritten; "
+                    "choose another --out")
+    return None
 
-    bgr = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR)
-    params = [cv2.IMWRITE_JPEG_QUALITY, 92] if fmt == "jpg" else [cv2.IMWRITE_PNG_COMPRESSION, 6]
-    ok, buf = cv2.imencode(f".{fmt}", bgr, params)
-    if not ok:  # pragma: no cover
-        raise ValueError(f"cannot encode the annotated image as {fmt}")
-    return buf.tobytes()
+
+def make_out_dir(out_dir: Path) -> str | None:
+    """Create ``--out``; why it cannot be created (one line), or ``None``."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"--out {out_dir}: cannot create the folder ({exc.strerror or exc})"
+    return None
 
 
 def align_command(a: argparse.Namespace) -> int:
     """``acrloss align``: see the module docs."""
-    from acrloss.align import FaceAligner, draw_landmarks  # noqa: PLC0415
-    from acrloss.data_prep.formats import LandmarkFileError, atomic_write_bytes, write_pts  # noqa: PLC0415
-    from acrloss.data_prep.images import read_image  # noqa: PLC0415
-    from acrloss.detectors import DlibHOGDetector  # noqa: PLC0415
-
     out_dir = Path(a.out)
     images, problems = collect_images(a.paths, a.recursive)
     for msg in problems:
         _err(msg)
-    out_resolved = out_dir.resolve()
-    for path, name in images:
-        if (out_resolved / name).parent == path.resolve().parent:
-            _err(f"--out {out_dir} is the folder of the input {path}: its .pts/.json files would be overwritten; "
-                 "choose another --out")
-            return 2
+    why = check_out_dir(out_dir, images)
+    if why is not None:
+        _err(why)
+        return 2
+
+    from acrloss.align import FaceAligner  # noqa: PLC0415
+    from acrloss.align_outputs import align_photos  # noqa: PLC0415
+    from acrloss.detectors import DlibHOGDetector  # noqa: PLC0415
+
     try:
         detector = DlibHOGDetector(upsample=a.upsample)
         aligner = FaceAligner(a.model, detector=detector, refine=a.refine)
     except (ImportError, FileNotFoundError, ValueError, TypeError) as exc:
-        _err(str(exc))
+        _err(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         return 2
-    model_name = aligner.model_path or str(a.model)
-
-    n_read = n_faces = n_unreadable = n_empty = 0
-    for path, name in images:
-        try:
-            image = read_image(path)
-        except (LandmarkFileError, OSError) as exc:
-            n_unreadable += 1
-            _err(f"skipping {exc}" if str(path) in str(exc) else f"skipping {path}: {exc}")
-            continue
-        n_read += 1
-        faces, boxes, scores = aligner.get_landmarks(image, return_boxes=True)
-        names = pts_names(name, len(faces))
-        record = {
-            "image": str(path),
-            "width": int(image.shape[1]),
-            "height": int(image.shape[0]),
-            "model": model_name,
-            "detector": repr(detector),
-            "refine": aligner.refine,
-            "coordinates": "0-based pixel centres (x, y) of the original image; the .pts files are 1-based",
-            "faces": [
-                {"box": [round(float(v), 3) for v in box], "score": round(float(score), 4),
-                 "landmarks": [[round(float(x), 3), round(float(y), 3)] for x, y in pts], "pts": pts_name}
-                for pts, box, score, pts_name in zip(faces, boxes, scores, names)
-            ],
-        }
-        image_out = out_dir / f"{name}_aligned.{a.image_format}"
-        atomic_write_bytes(image_out, _encode(draw_landmarks(image, faces, boxes), a.image_format))
-        for pts, pts_name in zip(faces, names):
-            write_pts(out_dir / pts_name, pts)
-        json_out = out_dir / f"{name}.json"
-        atomic_write_bytes(json_out, (json.dumps(record, indent=1) + "\n").encode())
-        n_faces += len(faces)
-        if faces:
-            print(f"{path}: {len(faces)} face(s) -> {image_out}, {', '.join(str(out_dir / n) for n in names)}, {json_out}")
-        else:
-            n_empty += 1
-            _err(f"{path}: no face found (wrote {json_out} with no faces, and {image_out})")
-    print(f"{n_read} image(s) read, {n_faces} face(s) found, {n_empty} image(s) without a face, "
-          f"{n_unreadable} unreadable; output in {out_dir}")
-    if n_read == 0:
-        _err("no input image could be read")
+    why = make_out_dir(out_dir)
+    if why is not None:
+        _err(why)
+        return 2
+    run = align_photos(aligner, images, out_dir, image_format=a.image_format, inputs=a.paths,
+                       detector_name=repr(detector), model_name=aligner.model_path or str(a.model), err=_err)
+    n_read = len(run.results) - run.count("unreadable")
+    print(f"{n_read} image(s) read, {run.faces} face(s) found, {run.count('no_face')} image(s) without a face, "
+          f"{run.count('unreadable')} unreadable, {run.count('failed')} failed; output in {out_dir}, "
+          f"manifest {run.manifest}")
+    if run.processed == 0:
+        _err("no input image could be read" if n_read == 0 else "no input image could be processed")
         return 1
     return 0
 
@@ -203,26 +190,32 @@ def export_command(a: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- entry point
 def build_parser() -> argparse.ArgumentParser:
-    from acrloss.align import DEFAULT_MODEL  # noqa: PLC0415
+    from acrloss.config import DEFAULT_MODEL  # noqa: PLC0415  (light: no cv2, no backend)
 
-    p = argparse.ArgumentParser(prog="acrloss", description="Face alignment with ACR Loss: align photos, export models, "
-                                "and the training/evaluation tools.")
+    verbose = argparse.ArgumentParser(add_help=False)
+    verbose.add_argument("--verbose", action="store_true", help="also show the backend's logs (TensorFlow, absl)")
+    p = argparse.ArgumentParser(prog="acrloss", parents=[verbose],
+                                description="Face alignment with ACR Loss: align photos, export models, "
+                                "and the training/evaluation tools. Put --verbose before any COMMAND to see the "
+                                "backend's logs.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     al = sub.add_parser("align", help="landmarks for every face in photos: annotated image, .pts and JSON per image",
-                        description="Detect faces and write the annotated image, .pts and JSON per input image.")
+                        parents=[verbose],
+                        description="Detect faces and write the annotated image, .pts and JSON per photo with a face, "
+                        "and align_manifest.json for the run (see docs/align.md).")
     al.add_argument("paths", nargs="+", metavar="PATH", help="image files and/or folders of images")
     al.add_argument("--out", required=True, help="output folder")
     al.add_argument("--model", default=DEFAULT_MODEL,
                     help=f"shipped model name, .h5/.keras checkpoint, or exported .tflite/.onnx file (default {DEFAULT_MODEL})")
     al.add_argument("--detector", default="dlib", choices=["dlib"], help="face detector (dlib's HOG detector)")
-    al.add_argument("--upsample", type=int, default=1, help="dlib upsampling steps (more finds smaller faces; slower)")
-    al.add_argument("--refine", type=int, default=0,
+    al.add_argument("--upsample", type=non_negative_int, default=1, help="dlib upsampling steps (more finds smaller faces; slower)")
+    al.add_argument("--refine", type=non_negative_int, default=0,
                     help="extra passes re-cropping each face around its predicted points (default 0)")
     al.add_argument("--recursive", action="store_true", help="also take images in sub-folders of folder arguments")
     al.add_argument("--image-format", default="jpg", choices=IMAGE_FORMATS, help="annotated image format (default jpg)")
     al.set_defaults(func=align_command)
 
-    ex = sub.add_parser("export", help="export a model to .tflite or .onnx, checked against Keras",
+    ex = sub.add_parser("export", help="export a model to .tflite or .onnx, checked against Keras", parents=[verbose],
                         description="Export a model to TFLite or ONNX and check it against Keras on real face crops.")
     ex.add_argument("model", help="shipped model name or .h5/.keras checkpoint")
     ex.add_argument("--format", choices=["tflite", "onnx"], help="default: from the --out suffix")
@@ -245,15 +238,27 @@ def _passthrough(name: str, argv: list[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``acrloss`` command; returns the exit status."""
+    """Run the ``acrloss`` command; returns the exit status.
+
+    Nothing heavy is imported before the arguments are parsed: ``--help`` and argument
+    errors return without loading Keras or a backend.
+    """
+    from acrloss.console import set_backend_logs  # noqa: PLC0415
+
     argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = False
+    while argv and argv[0] == "--verbose":  # the global flag, before any COMMAND
+        verbose = True
+        argv.pop(0)
     if argv and argv[0] in PASSTHROUGH:
+        set_backend_logs(True if verbose else None)
         return _passthrough(argv[0], argv[1:])
     parser = build_parser()
     a = parser.parse_args(argv)
     if a.command is None:
         parser.print_help(sys.stderr)
         return 2
+    set_backend_logs(True if verbose or a.verbose else None)
     return a.func(a)
 
 

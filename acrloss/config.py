@@ -17,6 +17,10 @@ import enum
 from dataclasses import dataclass, field
 from typing import Sequence
 
+#: the shipped model ``FaceAligner()`` and ``acrloss align`` use by default (``pre_trained_models/NAME.h5``);
+#: here, in a module that imports nothing heavy, so that ``acrloss --help`` can show it
+DEFAULT_MODEL = "mnv2_acr_300w"
+
 
 class DatasetName(str, enum.Enum):
     """Datasets the library knows how to read."""

@@ -1,6 +1,6 @@
 """Demo: align the faces of a real photo with the shipped model (and evaluate it on 300-W).
 
-    python -m acrloss.demo [--image PATH] [--model NAME_OR_PATH] [--out DIR] [--data-dir DIR]
+    python -m acrloss.demo [--image PATH] [--model NAME_OR_PATH] [--out DIR] [--data-dir DIR] [--verbose]
 
 Without ``--image`` it uses matplotlib's sample Grace Hopper portrait (shipped inside
 matplotlib, nothing is downloaded). It detects the faces (dlib HOG), predicts 68 landmarks
@@ -8,6 +8,7 @@ per face, writes ``OUT/aligned.png`` (default ``out/``) and prints the landmarks
 original image's 0-based pixel coordinates. When a 300-W folder is found (``--data-dir``,
 else env ``ACRLOSS_300W``, else ``../shared/data/300w`` beside the repository) the model is
 also evaluated with :meth:`acrloss.test.Test.test_model` and the table is printed.
+Only the demo's own output is printed; ``--verbose`` also shows the backend's logs.
 """
 from __future__ import annotations
 
@@ -17,11 +18,11 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-import cv2
 import numpy as np
 
-from acrloss.align import DEFAULT_MODEL, REPO_ROOT, FaceAligner, draw_landmarks, resolve_model
-from acrloss.data_prep.formats import LandmarkFileError, atomic_write_bytes
+from acrloss.align import DEFAULT_MODEL, REPO_ROOT, FaceAligner, resolve_model, save_annotated
+from acrloss.console import set_backend_logs
+from acrloss.data_prep.formats import LandmarkFileError
 from acrloss.data_prep.images import read_image
 
 
@@ -70,7 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                       "else ../shared/data/300w beside the repository)")
     p.add_argument("--max-test-faces", type=int, default=None, help="evaluate on at most this many faces per subset")
     p.add_argument("--no-eval", action="store_true", help="skip the 300-W evaluation")
+    p.add_argument("--verbose", action="store_true", help="also show the backend's logs (TensorFlow, absl)")
     a = p.parse_args(argv)
+    set_backend_logs(True if a.verbose else None)  # before the backend is imported (first model load)
 
     def fail(msg: str) -> int:
         print(f"acrloss.demo: error: {msg}", file=sys.stderr)
@@ -97,12 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"face {i}: box ({x0:.1f}, {y0:.1f}, {x1:.1f}, {y1:.1f}) score {score:.3f}; {len(pts)} landmarks (x y, 0-based pixels):")
         print(format_landmarks(pts))
 
-    annotated = draw_landmarks(image, faces, boxes)
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(annotated, cv2.COLOR_RGB2BGR))
-    if not ok:  # pragma: no cover
-        return fail("cannot encode the annotated image")
-    out_path = Path(a.out) / "aligned.png"
-    atomic_write_bytes(out_path, buf.tobytes())
+    out_path = save_annotated(Path(a.out) / "aligned.png", image, faces, boxes)  # image: RGB (read_image)
     print(f"wrote {out_path}")
 
     if a.no_eval:

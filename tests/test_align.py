@@ -320,3 +320,90 @@ def test_large_photo_boxes_map_back_to_original_pixels():
     assert len(small) == 1 and len(large) == 1
     scaled = (small[0][0] + 0.5) * f - 0.5
     assert box_iou(large[0][0], scaled) > 0.8, (large[0][0], scaled)
+
+
+# ------------------------------------------------------------------ colour order (issue 19)
+COLOUR_PHOTOS = ("lfpw/testset/image_0001.jpg", "lfpw/testset/image_0009.jpg", "lfpw/testset/image_0013.jpg",
+                 "helen/testset/296814969_3.jpg")
+
+
+@needs_data
+def test_bgr_arrays_with_color_bgr_equal_paths_on_real_photos():
+    """``get_landmarks(cv2.imread(p), color="bgr")`` == ``get_landmarks(p)`` within 1e-6 px,
+    for every face of real photos; the same array taken as RGB (the trap) is off."""
+    _dlib()
+    aligner = FaceAligner()  # shipped model, dlib
+    bgr_aligner = FaceAligner(aligner.model, color="bgr")
+    n_faces, trap = 0, []
+    for rel in COLOUR_PHOTOS:
+        path, _ = photo(rel)
+        want = aligner.get_landmarks(path)
+        bgr = cv2.imread(str(path))
+        for got in (aligner.get_landmarks(bgr, color="bgr"), bgr_aligner.get_landmarks(bgr),
+                    aligner.get_landmarks_batch([bgr], color="bgr")[0]):
+            assert len(got) == len(want) >= 1, path
+            for g, w in zip(got, want):
+                np.testing.assert_allclose(g, w, atol=1e-6, rtol=0)
+        # the per-call color wins over the aligner's; a path ignores color
+        np.testing.assert_allclose(bgr_aligner.get_landmarks(bgr[:, :, ::-1], color="rgb")[0], want[0], atol=1e-6,
+                                   rtol=0)
+        np.testing.assert_allclose(bgr_aligner.get_landmarks(path)[0], want[0], atol=1e-6, rtol=0)
+        wrong = aligner.get_landmarks(bgr, boxes=aligner.detect(path)[1])  # BGR taken as RGB, same boxes
+        trap.append(max(np.abs(a - b).max() for a, b in zip(wrong, want)))
+        n_faces += len(want)
+    assert n_faces >= 6
+    assert max(trap) > 0.1, f"BGR read as RGB should move the points; max shift {max(trap):.3f} px"
+
+
+def test_color_argument_is_checked():
+    with pytest.raises(ValueError, match="'rgb' or 'bgr'"):
+        FaceAligner(RecordingModel(synthetic_points().reshape(-1)), color="BGR ")
+    aligner = FaceAligner(RecordingModel(synthetic_points().reshape(-1)), detector=StaticBoxes([[10, 10, 50, 50]]))
+    with pytest.raises(ValueError, match="'rgb' or 'bgr'"):
+        aligner.get_landmarks(np.zeros((64, 64, 3), np.uint8), color="hsv")
+    with pytest.raises(ValueError, match="'rgb' or 'bgr'"):
+        draw_landmarks(np.zeros((8, 8, 3), np.uint8), [], color="rbg")
+
+
+def test_bgra_arrays_and_greyscale_with_color_bgr():
+    image = sample_portrait()
+    box = [180.0, 140.0, 365.0, 325.0]
+    rec = RecordingModel(synthetic_points().reshape(-1))
+    aligner = FaceAligner(rec, detector=StaticBoxes([box]))
+    aligner.get_landmarks(image)
+    rgb_crop = rec.batches[-1][0]
+    bgra = np.dstack([image[:, :, ::-1], np.full(image.shape[:2], 255, np.uint8)])
+    aligner.get_landmarks(bgra, color="bgr")
+    np.testing.assert_array_equal(rec.batches[-1][0], rgb_crop)  # the model saw the same RGB crop
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    aligner.get_landmarks(grey, color="bgr")  # greyscale: no channel order to apply
+    aligner.get_landmarks(grey)
+    np.testing.assert_array_equal(rec.batches[-1][0], rec.batches[-2][0])
+
+
+def test_draw_landmarks_color_and_save_annotated_write_red_boxes(tmp_path):
+    from acrloss.align import save_annotated
+
+    image_rgb = np.full((120, 160, 3), 90, np.uint8)
+    box = [[20, 20, 140, 100]]
+    pts = [np.array([[80.0, 60.0]])]
+    def red(px) -> bool:  # anti-aliased edges: dominant red
+        r, g, b = (int(v) for v in px)
+        return r > 200 and g < 60 and b < 60
+
+    rgb = draw_landmarks(image_rgb, pts, box, radius=3)  # RGB in, RGB out: red box, green points
+    assert red(rgb[20, 80])
+    np.testing.assert_array_equal(rgb[60, 80], [0, 255, 0])
+    bgr = draw_landmarks(image_rgb[:, :, ::-1], pts, box, radius=3, color="bgr")  # BGR in, BGR out
+    np.testing.assert_array_equal(bgr, rgb[:, :, ::-1])
+    cv2.imwrite(str(tmp_path / "cv2.png"), bgr)
+    assert red(read_image(tmp_path / "cv2.png")[20, 80])  # red on disk
+    for name, arr, order in (("a.png", image_rgb, "rgb"), ("b.png", image_rgb[:, :, ::-1].copy(), "bgr")):
+        written = save_annotated(tmp_path / name, arr, pts, box, color=order, radius=3)
+        back = read_image(written)
+        np.testing.assert_array_equal(back, rgb)  # the same picture, whichever order came in
+    jpg = read_image(save_annotated(tmp_path / "c.jpg", image_rgb, pts, box, radius=3))
+    r, g, b = (int(v) for v in jpg[20, 80])  # JPEG blurs the 1-px line: red must dominate (not blue)
+    assert r - max(g, b) > 60 and b < 90, (r, g, b)
+    with pytest.raises(ValueError, match="unknown image type"):
+        save_annotated(tmp_path / "d.gif", image_rgb, pts)

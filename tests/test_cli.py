@@ -78,10 +78,13 @@ def test_align_real_photo_writes_image_pts_json(w300_dir, tmp_path, capsys):
     gt = read_pts(photo.with_suffix(".pts"))
     error = float(nme(pts[None], gt[None])[0])
     assert error < 0.08, f"NME {error:.3f} of the CLI's points against {photo.with_suffix('.pts')}"
-    # the faceless image: JSON with no faces, the (unmarked) image, no .pts
-    assert json.loads((out / "grey.json").read_text())["faces"] == []
-    assert (out / "grey_aligned.jpg").is_file() and not (out / "grey.pts").exists()
-    assert not (out / "broken.json").exists()
+    # the faceless image and the broken file: named and skipped, no files; listed in the manifest
+    assert not list(out.glob("grey*")) and not list(out.glob("broken*"))
+    manifest = json.loads((out / "align_manifest.json").read_text())
+    status = {Path(e["image"]).name: (e["status"], e["files"]) for e in manifest["images"]}
+    assert status["grey.png"] == ("no_face", []) and status["broken.jpg"] == ("unreadable", [])
+    assert status[photo.name] == ("ok", [f"{stem}.pts", f"{stem}_aligned.jpg", f"{stem}.json"])
+    assert manifest["complete"] is True and manifest["counts"]["ok"] == 1
     assert not list(out.glob(".*"))  # no temporary files left
 
 
@@ -106,9 +109,8 @@ def test_align_faceless_only_exits_0_and_usage_errors_exit_2(tmp_path, capsys):
     ckpt = tiny_checkpoint(tmp_path / "tiny.h5")
     grey = write_grey(tmp_path / "grey.png")
     assert main(["align", str(grey), "--out", str(tmp_path / "o"), "--model", str(ckpt), "--image-format", "png"]) == 0
-    assert (tmp_path / "o" / "grey_aligned.png").is_file()
-    assert json.loads((tmp_path / "o" / "grey.json").read_text())["faces"] == []
-    capsys.readouterr()
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["align_manifest.json"]  # named and skipped
+    assert f"{grey}: no face found" in capsys.readouterr().err
     # unknown model, --out equal to the images' folder: usage errors naming the problem
     assert main(["align", str(grey), "--out", str(tmp_path / "o"), "--model", "no_such_model"]) == 2
     assert "no_such_model" in capsys.readouterr().err

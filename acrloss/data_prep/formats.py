@@ -68,7 +68,9 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[str]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    # the name is shortened in the temp name: a legal 250-byte file name plus ".", "." and
+    # mkstemp's 8 characters would exceed the file system's 255-byte limit
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:48]}.", suffix=suffix)
     os.close(fd)
     try:
         yield tmp
