@@ -38,52 +38,17 @@ from typing import Any, Callable, Sequence
 import cv2
 import numpy as np
 
-from acrloss.config import DEFAULT_MODEL, CropConfig
+from acrloss.config import CropConfig
 from acrloss.data_prep.crop import CropTransform, denormalize, face_box
 from acrloss.data_prep.formats import LandmarkFileError
 from acrloss.data_prep.images import IMAGE_EXTENSIONS, read_image, to_rgb
 from acrloss.detectors import BoxCalibration, Detection, DlibHOGDetector, StaticBoxes
+from acrloss.presets import DEFAULT_MODEL, available_models, resolve_model  # noqa: F401  (re-exported)
 
 # Keras (and with it the backend) is imported at the first model load or call, not here:
 # ``acrloss --help`` and argument errors stay fast.
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-REPO_ROOT = PACKAGE_DIR.parent
-MODEL_DIRS = (REPO_ROOT / "pre_trained_models", PACKAGE_DIR / "pre_trained_models")
-
-
-def available_models() -> list[str]:
-    """Names of the shipped ``.h5`` checkpoints (``pre_trained_models/*.h5``)."""
-    names: set[str] = set()
-    for d in MODEL_DIRS:
-        if d.is_dir():
-            names.update(p.stem for p in d.glob("*.h5") if not p.name.endswith(".weights.h5"))
-    return sorted(names)
-
-
-def resolve_model(name_or_path: str | os.PathLike) -> Path:
-    """A checkpoint path from a file path or a shipped model name.
-
-    Tried in order: (a) an existing file ``name_or_path``; (b) ``<repo root>/pre_trained_models/
-    {name}.h5`` where the repo root is the parent of the ``acrloss`` package folder (also
-    ``acrloss/pre_trained_models/`` for installed copies). Raises :class:`FileNotFoundError`
-    listing the available names otherwise.
-    """
-    p = Path(name_or_path).expanduser()
-    if p.is_file():
-        return p
-    name = str(name_or_path)
-    stem = name[:-3] if name.endswith(".h5") else name
-    if os.sep not in stem and "/" not in stem:
-        for d in MODEL_DIRS:
-            candidate = d / f"{stem}.h5"
-            if candidate.is_file():
-                return candidate
-    names = available_models()
-    listed = ", ".join(names) if names else "none (pre_trained_models/ holds no .h5 file)"
-    raise FileNotFoundError(
-        f"model {name!r}: no such file, and not a shipped model name in {MODEL_DIRS[0]}; available names: {listed}"
-    )
+# models by name, the model folders and the bundled default live in acrloss.presets
 
 
 #: channel orders an image array can be given in (``color=``)
@@ -214,6 +179,7 @@ class FaceAligner:
         result: list[list[np.ndarray]] = [[] for _ in items]
         if not transforms:
             return result
+        points: list[np.ndarray] = []
         for step in range(1 + self.refine):
             if step:  # refine: re-crop around the predicted points' box (no calibration)
                 transforms = [CropTransform.from_box(face_box(p), self.input_size, self.margin) for p in points]

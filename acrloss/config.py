@@ -17,9 +17,9 @@ import enum
 from dataclasses import dataclass, field
 from typing import Sequence
 
-#: the shipped model ``FaceAligner()`` and ``acrloss align`` use by default (``pre_trained_models/NAME.h5``);
-#: here, in a module that imports nothing heavy, so that ``acrloss --help`` can show it
-DEFAULT_MODEL = "mnv2_acr_300w"
+#: the model ``FaceAligner()`` and ``acrloss align`` use by default (defined with the other
+#: model-location rules in :mod:`acrloss.presets`, which imports nothing heavy)
+from acrloss.presets import DEFAULT_MODEL  # noqa: E402,F401
 
 
 class DatasetName(str, enum.Enum):

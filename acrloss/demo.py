@@ -13,14 +13,15 @@ Only the demo's own output is printed; ``--verbose`` also shows the backend's lo
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from acrloss.align import DEFAULT_MODEL, REPO_ROOT, FaceAligner, resolve_model, save_annotated
+from acrloss import presets
+from acrloss.align import FaceAligner, save_annotated
+from acrloss.presets import DEFAULT_MODEL, resolve_model
 from acrloss.console import set_backend_logs
 from acrloss.data_prep.formats import LandmarkFileError
 from acrloss.data_prep.images import read_image
@@ -45,17 +46,7 @@ def sample_image_path() -> Path:
 
 def find_data_dir(explicit: str | None) -> tuple[Path | None, str]:
     """The 300-W folder to evaluate on, and where it came from (or why there is none)."""
-    if explicit:
-        p = Path(explicit)
-        return (p, "--data-dir") if p.is_dir() else (None, f"--data-dir {explicit} is not a folder")
-    env = os.environ.get("ACRLOSS_300W")
-    if env:
-        p = Path(env)
-        return (p, "ACRLOSS_300W") if p.is_dir() else (None, f"ACRLOSS_300W={env} is not a folder")
-    p = (REPO_ROOT / ".." / "shared" / "data" / "300w").resolve()
-    if p.is_dir():
-        return p, "default location"
-    return None, f"no --data-dir, ACRLOSS_300W unset, and {p} does not exist"
+    return presets.find_data_dir("300w", explicit)
 
 
 def format_landmarks(points: np.ndarray) -> str:
