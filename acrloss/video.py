@@ -604,3 +604,40 @@ def process_video(
         outputs["video"] = str(video_out)
     return VideoSummary(str(path), n_total, n_read, corrupt, n_faces, len(ids), round(time.time() - t0, 2), outputs)
 
+
+
+def align_videos_command(a: Any, videos: list[str]) -> int:
+    """``acrloss align VIDEO... --out DIR`` (called by :mod:`acrloss.cli`): exit status 0 when
+    every video was processed (unreadable frames are reported and skipped), 1 when a video
+    could not be opened, 2 for usage errors (unknown model, bad option, missing package)."""
+    from acrloss.align import FaceAligner  # noqa: PLC0415
+    from acrloss.detectors import DlibHOGDetector  # noqa: PLC0415
+
+    def err(msg: str) -> None:
+        print(f"acrloss: {msg}", file=sys.stderr)
+
+    try:
+        cfg = TrackConfig(detect_every=a.detect_every, smooth=not a.no_smooth, return_pose=a.pose)
+        aligner = FaceAligner(a.model, detector=DlibHOGDetector(upsample=a.upsample))
+    except (ImportError, FileNotFoundError, ValueError, TypeError) as exc:
+        err(str(exc))
+        return 2
+    out_dir = Path(a.out)
+    status = 0
+    used: set[str] = set()
+    for v in videos:
+        name, k = Path(v).stem, 1
+        while name in used:
+            k += 1
+            name = f"{Path(v).stem}_{k}"
+        used.add(name)
+        try:
+            summary = process_video(aligner, v, out_dir, name, cfg, progress=sys.stderr.isatty())
+        except (FileNotFoundError, ValueError, OSError) as exc:
+            err(f"skipping {exc}" if str(v) in str(exc) else f"skipping {v}: {exc}")
+            status = 1
+            continue
+        bad = len(summary.corrupt_frames)
+        print(f"{v}: {summary.frames_read} frame(s) read, {bad} unreadable (skipped), {summary.faces} face(s) in "
+              f"{summary.tracks} track(s) -> {', '.join(summary.outputs.values())}")
+    return status
