@@ -149,8 +149,8 @@ class TrackConfig:
     ``detect_every``: frames between detections (1 = every frame). ``smooth``: One Euro
     smoothing on/off, with ``min_cutoff`` (Hz), ``beta`` and ``d_cutoff`` (Hz), chosen on
     clips made from the 300-W *train* split (``benchmarks/jitter.py --subset train --clips 4
-    --sweep``: lowest jitter of the grid with NME no worse than the unsmoothed landmarks'
-    +0.1; see ``docs/video.md``).
+    --sweep``; ``docs/video.md``): within 0.001 of the grid's lowest jitter, with a lower
+    NME than that point.
     ``fps``: the frame rate when frames carry no timestamps (a video's own rate is used
     by :func:`read_video`). ``return_pose``: head pose per face (:mod:`acrloss.pose`).
     """
@@ -334,6 +334,8 @@ def track_faces(aligner: "FaceAligner", frames: Iterable[Any], config: TrackConf
                 matched.add(t.id)
                 if t.lost:  # its last points are unreliable: restart from the detection
                     t.raw, t.prev_raw, t.lost = None, None, False  # type: ignore[assignment]
+                    if t.filter is not None:
+                        t.filter.reset()
                     jobs.append((t, CropTransform.from_box(cal[di], size, aligner.margin), cal[di]))
             for ti, t in enumerate(tracks):
                 if ti not in used_t:
