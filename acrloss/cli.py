@@ -116,17 +116,19 @@ def _encode(image_rgb: Any, fmt: str) -> bytes:
 
 def align_command(a: argparse.Namespace) -> int:
     """``acrloss align``: see the module docs."""
+    from acrloss.video import is_video, video_only_options  # noqa: PLC0415  (video files: acrloss.video)
+
+    videos = [p for p in a.paths if is_video(p)]
+    if videos:
+        return _align_videos_and_images(a, videos, [p for p in a.paths if not is_video(p)])
+    for msg in video_only_options(a):
+        _err(msg)
     from acrloss.align import FaceAligner, draw_landmarks  # noqa: PLC0415
     from acrloss.data_prep.formats import LandmarkFileError, atomic_write_bytes, write_pts  # noqa: PLC0415
     from acrloss.data_prep.images import read_image  # noqa: PLC0415
     from acrloss.detectors import DlibHOGDetector  # noqa: PLC0415
 
     out_dir = Path(a.out)
-    from acrloss.video import is_video  # noqa: PLC0415  (video files: acrloss.video)
-
-    videos = [p for p in a.paths if is_video(p)]
-    if videos:
-        return _align_videos_and_images(a, videos, [p for p in a.paths if not is_video(p)])
     images, problems = collect_images(a.paths, a.recursive)
     for msg in problems:
         _err(msg)
@@ -196,7 +198,7 @@ def _align_videos_and_images(a: argparse.Namespace, videos: list[str], others: l
 
     status = align_videos_command(a, videos)
     if others and status != 2:
-        a.paths = others
+        a.paths, a.videos_done = others, True
         other = align_command(a)
         status = other if status == 0 or other == 2 else status
     return status

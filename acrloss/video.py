@@ -21,8 +21,10 @@ How a frame is processed (:func:`track_faces`):
    track that ``max_missed`` detection passes in a row do not confirm ends.
 2. **Track** every other frame, and every matched track on a detection frame, by the
    refine path of :class:`acrloss.align.FaceAligner`: the crop is the landmark-extent crop
-   of the track's previous (raw) landmarks, moved by their last frame-to-frame motion
-   (constant velocity). All faces of a frame share one model call.
+   of the track's previous (raw) landmarks, averaged over the last two frames and moved by
+   their centroid's last frame-to-frame motion (constant velocity). The averaging matters:
+   fed its own output, the crop -> prediction loop can oscillate in size from frame to
+   frame (seen on real faces: 3.5x the jitter). All faces of a frame share one model call.
 3. **Lost**: a face whose new landmark box overlaps the box it was cropped from by less
    than ``lost_iou``, or that left the image, is not reported on that frame and triggers
    a detection on the next frame, where it can be matched again and keep its id. Two
@@ -149,8 +151,7 @@ class TrackConfig:
     ``detect_every``: frames between detections (1 = every frame). ``smooth``: One Euro
     smoothing on/off, with ``min_cutoff`` (Hz), ``beta`` and ``d_cutoff`` (Hz), chosen on
     clips made from the 300-W *train* split (``benchmarks/jitter.py --subset train --clips 4
-    --sweep``; ``docs/video.md``): within 0.001 of the grid's lowest jitter, with a lower
-    NME than that point.
+    --sweep``; ``docs/video.md``): the grid's lowest jitter.
     ``fps``: the frame rate when frames carry no timestamps (a video's own rate is used
     by :func:`read_video`). ``return_pose``: head pose per face (:mod:`acrloss.pose`).
     """
@@ -230,10 +231,12 @@ class _Track:
     age: int = 0
 
     def predicted(self) -> np.ndarray:
-        """Where the face should be on the next frame (constant velocity of the raw points)."""
+        """Where the face should be on the next frame: the mean of the last two raw shapes
+        (it damps the two-frame size oscillation the crop -> prediction loop can fall into)
+        moved by the centroid's constant velocity (1.5 frames from the mean's time)."""
         if self.prev_raw is None or self.lost:
             return self.raw
-        return self.raw + (self.raw - self.prev_raw)
+        return (self.raw + self.prev_raw) / 2.0 + 1.5 * (self.raw.mean(0) - self.prev_raw.mean(0))
 
 
 def _as_frames(frames: Iterable[Any], fps: float) -> Iterator[Frame]:
@@ -608,6 +611,16 @@ def process_video(
 
 
 
+def video_only_options(a: Any) -> list[str]:
+    """Warnings for ``acrloss align`` options that apply to videos only, given without a video."""
+    if getattr(a, "videos_done", False):  # the videos of this command were processed already
+        return []
+    given = [flag for flag, on in (("--detect-every", getattr(a, "detect_every", 10) != 10),
+                                   ("--no-smooth", getattr(a, "no_smooth", False)),
+                                   ("--pose", getattr(a, "pose", False))) if on]
+    return [f"{', '.join(given)}: apply to video files only; no video among the inputs"] if given else []
+
+
 def align_videos_command(a: Any, videos: list[str]) -> int:
     """``acrloss align VIDEO... --out DIR`` (called by :mod:`acrloss.cli`): exit status 0 when
     every video was processed (unreadable frames are reported and skipped), 1 when a video
@@ -624,6 +637,8 @@ def align_videos_command(a: Any, videos: list[str]) -> int:
     except (ImportError, FileNotFoundError, ValueError, TypeError) as exc:
         err(str(exc))
         return 2
+    if getattr(a, "refine", 0):
+        err("--refine has no effect on videos: tracked faces are re-cropped around their landmarks on every frame")
     out_dir = Path(a.out)
     status = 0
     used: set[str] = set()

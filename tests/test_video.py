@@ -237,6 +237,18 @@ def test_cli_align_video(w300_common, tmp_path, capsys):
         assert (tmp_path / "o" / name).is_file()
     record = json.loads((tmp_path / "o" / "walk.json").read_text())
     assert record["options"]["detect_every"] == 3 and len(record["frames_faces"]) == 6
+    # a video and a photo together: each gets its outputs; video-only options on photos are reported
+    from acrloss.data_prep.images import read_image
+
+    photo = tmp_path / "photo.png"
+    cv2.imwrite(str(photo), cv2.cvtColor(frames[0], cv2.COLOR_RGB2BGR))
+    assert main(["align", str(clip), str(photo), "--out", str(tmp_path / "o3"), "--pose"]) == 0
+    assert (tmp_path / "o3" / "walk.csv").is_file() and (tmp_path / "o3" / "photo.json").is_file()
+    assert "yaw" in (tmp_path / "o3" / "walk.csv").read_text().splitlines()[0]
+    assert "apply to video files only" not in capsys.readouterr().err
+    assert main(["align", str(photo), "--out", str(tmp_path / "o4"), "--no-smooth"]) == 0
+    assert "--no-smooth: apply to video files only" in capsys.readouterr().err
+    assert read_image(tmp_path / "o4" / "photo_aligned.jpg").shape == frames[0].shape
     (tmp_path / "bad.mp4").write_bytes(b"not a video")
     assert main(["align", str(tmp_path / "bad.mp4"), "--out", str(tmp_path / "o2")]) == 1
     assert "bad.mp4" in capsys.readouterr().err
