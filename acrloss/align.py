@@ -192,7 +192,7 @@ class FaceAligner:
 
     # ------------------------------------------------------------------ public
     def get_landmarks(self, image: Any, boxes: Any = None, return_boxes: bool = False, calibrate: bool = True,
-                      color: str | None = None):
+                      color: str | None = None, return_pose: bool = False):
         """Landmarks of every face in ``image`` (a path, or a greyscale/RGB/RGBA array).
 
         ``color``: the channel order of an array ``image``, ``"rgb"`` or ``"bgr"`` (e.g.
@@ -204,13 +204,18 @@ class FaceAligner:
         Returns a list of ``(N, 2)`` float arrays in the original image's 0-based pixel
         coordinates (``[]`` when no face is found), ordered like the boxes (detector: by
         score). With ``return_boxes``: ``(landmarks, boxes (F, 4), scores (F,))`` where the
-        boxes are the detector's (or the caller's) uncalibrated boxes.
+        boxes are the detector's (or the caller's) uncalibrated boxes. With ``return_pose``:
+        a list of :class:`acrloss.pose.HeadPose` (yaw, pitch, roll in degrees; camera
+        assumption in :mod:`acrloss.pose`), one per face, is appended to what is returned.
         """
         rgb, det_boxes, scores = self.detect(image, boxes, color)
         landmarks = self._align([(rgb, det_boxes)], calibrate)[0]
-        if return_boxes:
-            return landmarks, det_boxes, scores
-        return landmarks
+        out: tuple = (landmarks, det_boxes, scores) if return_boxes else (landmarks,)
+        if return_pose:  # head pose: acrloss.pose
+            from acrloss.pose import estimate_pose  # noqa: PLC0415
+
+            out += ([estimate_pose(p, (rgb.shape[1], rgb.shape[0])) for p in landmarks],)
+        return out if len(out) > 1 else landmarks
 
     def get_landmarks_batch(self, images: Sequence[Any], calibrate: bool = True,
                             color: str | None = None) -> list[list[np.ndarray]]:
@@ -253,6 +258,21 @@ class FaceAligner:
                 out[path] = faces
         return out
 
+    # ------------------------------------------------------------------ video: acrloss.video
+    def track(self, frames: Any, config: Any = None, **options: Any):
+        """Per-frame faces for a sequence of frames (arrays, or :func:`acrloss.video.read_video`):
+        an iterator of :class:`acrloss.video.FrameResult` with tracked ids and One Euro
+        smoothed landmarks. ``config``: a :class:`acrloss.video.TrackConfig`; keyword
+        ``options`` override its fields (e.g. ``detect_every=5, return_pose=True``)."""
+        from dataclasses import replace  # noqa: PLC0415
+
+        from acrloss.video import TrackConfig, track_faces  # noqa: PLC0415
+
+        cfg = config if config is not None else TrackConfig()
+        if not isinstance(cfg, TrackConfig):
+            raise TypeError(f"FaceAligner.track: config must be a TrackConfig, got {type(cfg).__name__}")
+        return track_faces(self, frames, replace(cfg, **options) if options else cfg)
+
 
 def draw_landmarks(
     image: Any,
@@ -262,6 +282,7 @@ def draw_landmarks(
     point_color: tuple[int, int, int] = (0, 255, 0),
     box_color: tuple[int, int, int] = (255, 0, 0),
     color: str = "rgb",
+    poses: Sequence[Any] | None = None,
 ) -> np.ndarray:
     """A uint8 copy of ``image`` with each face's points as filled circles and the ``boxes``
     as rectangles. ``radius=None`` scales the dots to each face's size.
@@ -272,6 +293,10 @@ def draw_landmarks(
     correctly and returned in ``color`` order. ``point_color`` / ``box_color`` are always
     RGB triples (default green points, red boxes), whatever ``color`` is. To write a file,
     :func:`save_annotated` does it in one call.
+
+    ``poses``: optional :class:`acrloss.pose.HeadPose` per face (``None`` entries skipped),
+    drawn as axes from the nose tip: x (subject's left) red, y (down) green, z (out of the
+    face) blue.
     """
     canvas = _as_rgb(image, check_color(color))[0].copy()
     shift = 4  # sub-pixel drawing: coordinates in 1/16 px
@@ -293,6 +318,15 @@ def draw_landmarks(
         for b in np.asarray(boxes, dtype=np.float64).reshape(-1, 4):
             t = max(1, int(round(max(b[2] - b[0], b[3] - b[1]) / 150.0)))
             cv2.rectangle(canvas, (fx(b[0]), fx(b[1])), (fx(b[2]), fx(b[3])), box_color, t, cv2.LINE_AA, shift)
+    for pose in poses or ():  # head pose axes: acrloss.pose
+        if pose is None:
+            continue
+        ends = pose.axes()
+        if not np.all(np.isfinite(ends)):
+            continue
+        t = max(1, int(round(float(np.linalg.norm(ends[1] - ends[0])) / 25.0)))
+        for end, axis_color in zip(ends[1:], ((255, 0, 0), (0, 255, 0), (0, 0, 255))):
+            cv2.line(canvas, (fx(ends[0][0]), fx(ends[0][1])), (fx(end[0]), fx(end[1])), axis_color, t, cv2.LINE_AA, shift)
     return canvas if color == "rgb" else np.ascontiguousarray(canvas[:, :, ::-1])
 
 

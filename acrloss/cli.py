@@ -6,6 +6,10 @@
     acrloss export MODEL --format tflite|onnx --out FILE [--data-dir DIR] [--atol 1e-4]
     acrloss train|test|pca|prep|demo|flops ARGS...     (= acrloss-train ARGS..., etc.)
 
+``align`` also takes video files (by suffix: .mp4, .avi, .mov, .mkv, .webm, ...; see
+:mod:`acrloss.video`): each is tracked and written as ``NAME_aligned.mp4``, ``NAME.csv`` and
+``NAME.json`` (``--detect-every``, ``--no-smooth``, ``--pose``).
+
 ``align`` takes image files and folders (their .jpg/.jpeg/.png/.bmp files; ``--recursive``
 for sub-folders). For each photo with a face it writes, under ``--out``, keeping the layout
 below each given folder, ``NAME_aligned.jpg`` (``--image-format png`` for PNG; landmarks and
@@ -131,6 +135,13 @@ def make_out_dir(out_dir: Path) -> str | None:
 
 def align_command(a: argparse.Namespace) -> int:
     """``acrloss align``: see the module docs."""
+    from acrloss.video import is_video, video_only_options  # noqa: PLC0415  (video files: acrloss.video)
+
+    videos = [p for p in a.paths if is_video(p)]
+    if videos:
+        return _align_videos_and_images(a, videos, [p for p in a.paths if not is_video(p)])
+    for msg in video_only_options(a):
+        _err(msg)
     out_dir = Path(a.out)
     images, problems = collect_images(a.paths, a.recursive)
     for msg in problems:
@@ -164,6 +175,19 @@ def align_command(a: argparse.Namespace) -> int:
         _err("no input image could be read" if n_read == 0 else "no input image could be processed")
         return 1
     return 0
+
+
+def _align_videos_and_images(a: argparse.Namespace, videos: list[str], others: list[str]) -> int:
+    """``acrloss align`` with video files among the paths: each video through
+    :func:`acrloss.video.align_videos_command`, the other paths as usual."""
+    from acrloss.video import align_videos_command  # noqa: PLC0415
+
+    status = align_videos_command(a, videos)
+    if others and status != 2:
+        a.paths, a.videos_done = others, True
+        other = align_command(a)
+        status = other if status == 0 or other == 2 else status
+    return status
 
 
 # ---------------------------------------------------------------------------- export
@@ -212,6 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="extra passes re-cropping each face around its predicted points (default 0)")
     al.add_argument("--recursive", action="store_true", help="also take images in sub-folders of folder arguments")
     al.add_argument("--image-format", default="jpg", choices=IMAGE_FORMATS, help="annotated image format (default jpg)")
+    al.add_argument("--detect-every", type=int, default=10,
+                    help="videos: run the face detector every N frames, track in between (default 10)")
+    al.add_argument("--no-smooth", action="store_true", help="videos: no One Euro smoothing of the landmarks")
+    al.add_argument("--pose", action="store_true", help="videos: head pose per face (CSV/JSON columns, drawn axes)")
     al.set_defaults(func=align_command)
 
     ex = sub.add_parser("export", help="export a model to .tflite or .onnx, checked against Keras", parents=[verbose],
