@@ -13,7 +13,7 @@ Model (``keras.ops`` only; runs on every Keras 3 backend; ``.h5`` save/load)::
       -> stage 1 .. T (own weights; coarse pyramid level to fine), each a nested functional
          model ``stage_t``: [level image, shape, hidden] -> [shape', hidden', predicted error]
            PatchSampler  bilinear (P+2) x (P+2) patches around K of the current points
-                         (gather-based), each standardized
+                         (separable: Wy · image · Wxᵀ, batched matmuls), each standardized
            PatchEncoder  per patch: conv3x3 valid -> P x P -> max-pool -> conv3x3 -> max-pool;
                          the centre of the finer map concatenated with the coarser map -> F
            attention     gate = sigmoid(Dense(relu(Dense(f))))  in (0, 1), f * gate   (per patch)
@@ -73,6 +73,8 @@ __all__ = [
     "stage_macs",
     "resolve_points",
     "bilinear_patches",
+    "bilinear_patches_gather",
+    "interpolation_matrix",
     "pool2x2",
     "compile_arguments",
     "training_objective",
@@ -229,12 +231,56 @@ class InitialState(keras.layers.Layer):
         return config
 
 
+def interpolation_matrix(positions: Any, size: int) -> Any:
+    """Linear-interpolation weights ``(..., P, size)`` of 1-D sample ``positions`` ``(..., P)``
+    (0-based pixel centres) on a grid of ``size`` pixels, positions outside the grid clamped
+    to the border pixel: ``w[..., i, j] = max(0, 1 - |j - clip(pos_i, 0, size - 1)|)``, at
+    most two non-zero weights per row, summing to 1."""
+    dtype = positions.dtype
+    pos = ops.clip(positions, 0.0, float(size - 1))
+    grid = ops.convert_to_tensor(np.arange(size, dtype=np.float32), dtype=dtype)
+    return ops.relu(1.0 - ops.abs(grid - pos[..., None]))
+
+
 def bilinear_patches(image: Any, centres: Any, patch_size: int) -> Any:
     """Bilinear ``P x P`` patches of ``image`` ``(B, H, W, C)`` around ``centres`` ``(B, K, 2)``
     (pixel coordinates ``(x, y)``, 0-based pixel centres) -> ``(B, K, P, P, C)``.
 
-    Gather-based (``keras.ops.take`` on the flattened image): no custom op, any backend.
-    Row ``i``, column ``j`` of a patch samples ``(x + j - (P-1)/2, y + i - (P-1)/2)``;
+    Separable and gather-free: bilinear sampling on a regular grid is a product of two 1-D
+    interpolations, so each patch is ``Wy · image · Wxᵀ`` with the small interpolation
+    matrices ``Wy (P, H)`` and ``Wx (P, W)`` built from the patch centre
+    (:func:`interpolation_matrix`); the products are batched matrix multiplications, which
+    every runtime (XLA, TFLite/XNNPACK, ONNX Runtime) maps onto fast GEMM kernels. Row
+    ``i``, column ``j`` of a patch samples ``(x + j - (P-1)/2, y + i - (P-1)/2)``; positions
+    outside the image take the border pixel (the same values as
+    :func:`bilinear_patches_gather`, up to float rounding).
+    """
+    p = int(patch_size)
+    h, w, c = int(image.shape[1]), int(image.shape[2]), int(image.shape[3])
+    dtype = image.dtype
+    offs = ops.convert_to_tensor(np.arange(p, dtype=np.float32) - (p - 1) / 2.0, dtype=dtype)
+    cx = ops.cast(centres[..., 0], dtype)
+    cy = ops.cast(centres[..., 1], dtype)
+    k = int(centres.shape[1])
+    wy = interpolation_matrix(cy[:, :, None] + offs, h)  # (B, K, P, H)
+    wxt = ops.transpose(interpolation_matrix(cx[:, :, None] + offs, w), (0, 1, 3, 2))  # (B, K, W, P)
+    if c == 1:
+        rows = ops.matmul(ops.reshape(wy, (-1, k * p, h)), ops.reshape(image, (-1, h, w)))  # (B, K*P, W)
+        out = ops.matmul(ops.reshape(rows, (-1, k, p, w)), wxt)  # (B, K, P, P)
+        return ops.expand_dims(out, -1)
+    planes = ops.transpose(image, (0, 3, 1, 2))  # (B, C, H, W)
+    rows = ops.matmul(ops.reshape(wy, (-1, 1, k * p, h)), planes)  # (B, C, K*P, W)
+    out = ops.matmul(ops.reshape(rows, (-1, c, k, p, w)), ops.expand_dims(wxt, 1))  # (B, C, K, P, P)
+    return ops.transpose(out, (0, 2, 3, 4, 1))
+
+
+def bilinear_patches_gather(image: Any, centres: Any, patch_size: int) -> Any:
+    """Bilinear ``P x P`` patches of ``image`` ``(B, H, W, C)`` around ``centres`` ``(B, K, 2)``
+    (pixel coordinates ``(x, y)``, 0-based pixel centres) -> ``(B, K, P, P, C)``.
+
+    The original gather-based sampler (``keras.ops.take`` on the flattened image), kept as
+    the reference :func:`bilinear_patches` is tested against; gathers map onto slow kernels
+    in TFLite / ONNX Runtime. Row ``i``, column ``j`` of a patch samples ``(x + j - (P-1)/2, y + i - (P-1)/2)``;
     indices outside the image are clamped to the border.
     """
     p = int(patch_size)
