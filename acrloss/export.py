@@ -154,8 +154,15 @@ def frozen_function(model: Any):
         convert_variables_to_constants_v2,
     )
 
+    from acrloss.models.musica import export_kernels  # noqa: PLC0415
+
     model = _as_keras_model(model)
     size = _input_size(model)
+    with export_kernels():
+        return _freeze(model, size, tf, convert_variables_to_constants_v2)
+
+
+def _freeze(model: Any, size: int, tf: Any, convert: Any):
     probe = model(np.zeros((1, size, size, 3), np.float32), training=False)
     if isinstance(probe, dict):
         if "landmarks" not in probe:
@@ -170,7 +177,7 @@ def frozen_function(model: Any):
             out = out["landmarks"]
         return tf.reshape(out, [-1, num_coords], name="landmarks")
 
-    return convert_variables_to_constants_v2(serve.get_concrete_function())
+    return convert(serve.get_concrete_function())
 
 
 def tflite_bytes(model: Any) -> bytes:

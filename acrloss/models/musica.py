@@ -50,6 +50,7 @@ points or ``(B, 4N)`` points + Φ, fed to every output key by :class:`DictTarget
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any, Sequence
 
@@ -77,6 +78,7 @@ __all__ = [
     "interpolation_matrix",
     "pool2x2",
     "compile_arguments",
+    "export_kernels",
     "training_objective",
     "build_from_config",
     "model_options",
@@ -128,10 +130,34 @@ def resolve_points(spec: str | Sequence[int], num_points: int) -> list[int]:
     return idx
 
 
+#: set by :func:`export_kernels`: trace to the ops exported runtimes run fastest
+_EXPORT_KERNELS = False
+
+
+@contextlib.contextmanager
+def export_kernels(enabled: bool = True):
+    """Within this context, MuSiCa layers trace to the ops exported runtimes have fast kernels
+    for: :func:`pool2x2` as ``max_pool``/``average_pool`` and :class:`PatchEncoder`'s first
+    convolution as one ``conv`` op (TFLite/XNNPACK and ONNX Runtime run each as one kernel;
+    the strided slices and nine broadcast multiply-adds used otherwise, faster under XLA,
+    cost ~20x more there). Same values up to float rounding. :func:`acrloss.export.frozen_function`
+    traces every model inside it."""
+    global _EXPORT_KERNELS
+    saved, _EXPORT_KERNELS = _EXPORT_KERNELS, bool(enabled)
+    try:
+        yield
+    finally:
+        _EXPORT_KERNELS = saved
+
+
 def pool2x2(x: Any, mode: str = "max") -> Any:
     """2x2 pooling with stride 2 of ``(M, H, W, C)`` (``H``, ``W`` even): the same values as
     ``max_pool``/``average_pool`` with "valid" padding, computed from four strided slices
-    (several times faster on CPU than windowed reductions for small maps)."""
+    (several times faster on CPU than windowed reductions for small maps under XLA; the
+    pooling ops themselves inside :func:`export_kernels`)."""
+    if _EXPORT_KERNELS:
+        pool = ops.max_pool if mode == "max" else ops.average_pool
+        return pool(x, 2, 2, padding="valid")
     a, b = x[:, 0::2, 0::2, :], x[:, 0::2, 1::2, :]
     c, d = x[:, 1::2, 0::2, :], x[:, 1::2, 1::2, :]
     if mode == "max":
@@ -175,7 +201,10 @@ class ImagePyramid(keras.layers.Layer):
 
     def call(self, images: Any) -> list[Any]:
         x = ops.cast(images, self.compute_dtype) / 255.0
-        if self.grey:
+        if self.grey and _EXPORT_KERNELS:  # one matrix product (a fast kernel in exported runtimes)
+            luma = ops.convert_to_tensor(np.array([[0.299], [0.587], [0.114]], np.float32), dtype=x.dtype)
+            x = ops.matmul(x, luma)
+        elif self.grey:
             # explicit sum of the three channels (a reduction over a size-3 axis is slow on XLA CPU)
             x = x[..., 0:1] * 0.299 + x[..., 1:2] * 0.587 + x[..., 2:3] * 0.114
         out = [x]
@@ -434,6 +463,12 @@ class PatchEncoder(keras.layers.Layer):
         ``(M, P/4, P/4, C2)``."""
         p, c = self.patch_size, self.in_channels
         c1, _ = self.channels
+        if _EXPORT_KERNELS:  # one convolution op (fast kernels in TFLite / ONNX Runtime)
+            x = ops.conv(patches, self.kernel1, strides=1, padding="valid")
+            x = ops.relu(x + self.bias1)
+            fine = pool2x2(x)
+            x = ops.relu(ops.conv(fine, self.kernel2, strides=1, padding="same") + self.bias2)
+            return fine, pool2x2(x)
         taps = [patches[:, dy : dy + p, dx : dx + p, :] for dy in range(3) for dx in range(3)]
         if c == 1:  # nine broadcast multiply-adds
             x = taps[0] * self.kernel1[0, 0, 0]
