@@ -16,7 +16,10 @@ one ``tf.function`` ``image (B, S, S, 3) float32 RGB [0, 255] -> landmarks (B, 2
 normalized`` (a model whose output is a dict contributes only its ``"landmarks"`` entry;
 see :func:`acrloss.models.regressor.landmarks_from_output`), its variables are frozen into
 constants, and the frozen graph goes to ``tf.lite.TFLiteConverter`` (float32, no
-quantization) or to ``tf2onnx`` (opset 17). The batch dimension stays dynamic.
+quantization) or to ``tf2onnx`` (opset 17). The batch dimension stays dynamic. Tracing runs
+inside :func:`acrloss.models.musica.export_kernels` (MuSiCa layers trace to ops with fast
+TFLite / ONNX Runtime kernels; same values). Quantized files: :mod:`acrloss.quantize`;
+MuSiCa per-stage files for early exit: :mod:`acrloss.export_cascade`.
 
 Every export is followed by a parity check before the file appears at its path (writes are
 atomic): Keras and the exported file run the same real face crops (the 300-W common test
