@@ -16,7 +16,10 @@ one ``tf.function`` ``image (B, S, S, 3) float32 RGB [0, 255] -> landmarks (B, 2
 normalized`` (a model whose output is a dict contributes only its ``"landmarks"`` entry;
 see :func:`acrloss.models.regressor.landmarks_from_output`), its variables are frozen into
 constants, and the frozen graph goes to ``tf.lite.TFLiteConverter`` (float32, no
-quantization) or to ``tf2onnx`` (opset 17). The batch dimension stays dynamic.
+quantization) or to ``tf2onnx`` (opset 17). The batch dimension stays dynamic. Tracing runs
+inside :func:`acrloss.models.musica.export_kernels` (MuSiCa layers trace to ops with fast
+TFLite / ONNX Runtime kernels; same values). Quantized files: :mod:`acrloss.quantize`;
+MuSiCa per-stage files for early exit: :mod:`acrloss.export_cascade`.
 
 Every export is followed by a parity check before the file appears at its path (writes are
 atomic): Keras and the exported file run the same real face crops (the 300-W common test
@@ -154,8 +157,15 @@ def frozen_function(model: Any):
         convert_variables_to_constants_v2,
     )
 
+    from acrloss.models.musica import export_kernels  # noqa: PLC0415
+
     model = _as_keras_model(model)
     size = _input_size(model)
+    with export_kernels():
+        return _freeze(model, size, tf, convert_variables_to_constants_v2)
+
+
+def _freeze(model: Any, size: int, tf: Any, convert: Any):
     probe = model(np.zeros((1, size, size, 3), np.float32), training=False)
     if isinstance(probe, dict):
         if "landmarks" not in probe:
@@ -170,7 +180,7 @@ def frozen_function(model: Any):
             out = out["landmarks"]
         return tf.reshape(out, [-1, num_coords], name="landmarks")
 
-    return convert_variables_to_constants_v2(serve.get_concrete_function())
+    return convert(serve.get_concrete_function())
 
 
 def tflite_bytes(model: Any) -> bytes:
@@ -220,7 +230,9 @@ class ExportedModel:
 
     Callable like a model: ``float32 (B, S, S, 3) RGB [0, 255] -> (B, 2N)`` normalized
     points (NumPy), with ``input_shape == (None, S, S, 3)``, so :class:`acrloss.align.
-    FaceAligner` takes it as its model. ``num_threads``: CPU threads of the runtime
+    FaceAligner` takes it as its model. Quantized TFLite files with integer input / output
+    (:mod:`acrloss.quantize`) are fed and read through their scale and zero point, so they
+    take and give the same float values. ``num_threads``: CPU threads of the runtime
     (``None``: the runtime's default). ONNX Runtime runs with thread spinning off.
     """
 
@@ -267,15 +279,31 @@ class ExportedModel:
         self._in_index, self._out_index = inputs[0]["index"], outputs[0]["index"]
         self._in_shape = tuple(int(v) for v in inputs[0]["shape_signature"])
         self._batch = None
+        # integer (quantized) input / output: real = scale * (q - zero_point)
+        self._in_dtype, self._out_dtype = np.dtype(inputs[0]["dtype"]), np.dtype(outputs[0]["dtype"])
+        self._in_quant, self._out_quant = tuple(inputs[0]["quantization"]), tuple(outputs[0]["quantization"])
+        for what, dtype, (scale, _) in (("input", self._in_dtype, self._in_quant),
+                                        ("output", self._out_dtype, self._out_quant)):
+            if dtype.kind in "iu" and not scale > 0:
+                raise ValueError(f"integer {what} ({dtype}) without a quantization scale")
+        self.quantized_io = self._in_dtype.kind in "iu" or self._out_dtype.kind in "iu"
 
     def _run_tflite(self, x: np.ndarray) -> np.ndarray:
         if self._batch != len(x):
             self._interp.resize_tensor_input(self._in_index, x.shape, strict=False)
             self._interp.allocate_tensors()
             self._batch = len(x)
+        if self._in_dtype.kind in "iu":
+            scale, zero = self._in_quant
+            info = np.iinfo(self._in_dtype)
+            x = np.clip(np.round(x / scale + zero), info.min, info.max).astype(self._in_dtype)
         self._interp.set_tensor(self._in_index, x)
         self._interp.invoke()
-        return self._interp.get_tensor(self._out_index)
+        y = self._interp.get_tensor(self._out_index)
+        if self._out_dtype.kind in "iu":
+            scale, zero = self._out_quant
+            y = (y.astype(np.float32) - zero) * np.float32(scale)
+        return y
 
     # -- ONNX Runtime
     def _init_onnx(self) -> None:

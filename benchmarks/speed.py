@@ -1,33 +1,41 @@
-"""Milliseconds per face at batch 1: shipped models as Keras, TFLite and ONNX, against dlib.
+"""Milliseconds per face against dlib, like for like: every runtime at 1 thread (as dlib) and
+at all cores, batch 1 and batch 16, predictor only and end to end, dlib measured in the
+same run.
 
-    python benchmarks/speed.py --json OUT [--data-dir DIR] [--faces 100] [--threads 2] [--rounds 5]
+    python benchmarks/speed.py --json OUT [--data-dir DIR] [--models NAME ...] [--faces 40] [--e2e-threads 1]
+        [--rounds 3] [--quantize int8 dynamic] [--nme-faces N] [--early-exit auto|off|THRESHOLD]
 
-Faces: ``--faces`` evenly spaced faces of the 300-W common test set (helen/testset +
-lfpw/testset) on which dlib's HOG detector finds the annotated face (calibrated IoU with
-the landmark box >= 0.3); detection runs once, untimed, and every runtime gets the same
-detector box per face. Timed, per call, with the box already known (no detection):
+Predictor only (``what: "predictor"``): ``--faces`` evenly spaced faces of the 300-W common
+test set on which dlib's HOG detector finds the annotated face; detection runs once,
+untimed, and every runtime gets the same box per face.
 
-- dlib: ``shape_predictor_68_face_landmarks.dat`` (from the ``face_recognition_models``
-  package) on the image and the box, points converted to a NumPy array. dlib's shape
-  predictor is single-threaded whatever ``--threads`` says.
-- each shipped model (``pre_trained_models/*.h5``, not ``*.weights.h5``), on the crop the
-  :class:`acrloss.align.FaceAligner` would cut (calibrated box, 25 % margin) already cut
-  out (float32 ``(1, S, S, 3)``); the crop warp itself is timed separately (``crop_ms``, one
-  ``cv2.warpAffine``) and not included:
-  - ``keras``: the model's call in a ``tf.function`` graph with a fixed ``(1, S, S, 3)``
-    signature (traced once before timing; no eager per-call overhead, no XLA), output
-    fetched to NumPy; TensorFlow pinned to ``--threads`` intra-op threads, 1 inter-op;
-  - ``tflite``: :class:`acrloss.export.ExportedModel` on a fresh ``.tflite`` export
-    (LiteRT interpreter, XNNPACK, ``num_threads=--threads``);
-  - ``onnx``: the same on a fresh ``.onnx`` export (ONNX Runtime CPU,
-    ``intra_op_num_threads=--threads``). Exports pass the 1e-4 parity check first.
+- dlib: ``shape_predictor_68_face_landmarks.dat`` on the image and the box (single
+  threaded; no batch API: ``dlib_ms`` is per face).
+- each model (default: every shipped model) exported to ``tflite`` (LiteRT, XNNPACK) and
+  ``onnx`` (ONNX Runtime CPU) through :mod:`acrloss.export` (1e-4 parity checked), plus
+  the ``--quantize`` modes through :mod:`acrloss.quantize` (written only within 0.10 NME
+  points of the float model; a refused one is listed under ``refused``), on the crop
+  :class:`acrloss.align.FaceAligner` would cut (calibrated box, already cut out), as
+  :class:`acrloss.export.ExportedModel` with ``num_threads`` 1 and ``os.cpu_count()``;
+  batch 1 (one call per face) and batch 16 (calls of 16 faces; ``ms`` = call time / 16).
+- MuSiCa also as ``tflite-early-exit``: the per-stage export
+  (:mod:`acrloss.export_cascade`) run with early exit at a threshold chosen on the
+  validation split of the 300-W training folders (``--early-exit auto``: the largest
+  threshold of a grid whose validation NME is within 3 % (relative) of the full cascade's;
+  the same split and seed as training) or the given one.
 
-``--rounds`` passes over all faces, runtimes interleaved within each pass so background
-load hits them alike; ``ms`` is the median per-call time over all calls (mean and 90th
-percentile are reported too); ``ratio_to_dlib = ms / dlib_ms`` (above 1: slower than
-dlib). The NME (%, outer eye corners) of every runtime on these faces is reported as a
-sanity check. The machine's load average before and after is recorded: timings on a
-shared machine are only comparable within one run.
+End to end (``what: "end_to_end"``): the 24 whole photos of ``DIR/full`` (decoded once,
+untimed): dlib = HOG detector + shape predictor on every detection; acrloss =
+``FaceAligner(runner, detector=the same HOG detector).get_landmarks(rgb)`` (detection,
+box calibration, crop, predictor, points back to the photo; ``batch`` = the faces of one
+photo), per photo, ``ratio_to_dlib`` against dlib's end-to-end time in the same rounds.
+
+``--rounds`` passes, all runners interleaved within each pass so background load hits
+them alike; ``ms`` is the median over calls. ``nme``: the 300-W common-set NME (%, outer
+eye corners) of that model file / runtime, on crops cut from the landmark box as
+``test.py`` cuts them, over ``--nme-faces`` evenly spaced faces (default all 554;
+``nme_faces`` says how many). The machine's load average before and after is recorded:
+timings on a shared machine are only comparable within one run.
 """
 from __future__ import annotations
 
@@ -39,12 +47,8 @@ import sys
 import time
 from pathlib import Path
 
-
-def _pin_threads(n: int) -> None:
-    os.environ["TF_NUM_INTRAOP_THREADS"] = str(n)
-    os.environ["TF_NUM_INTEROP_THREADS"] = "1"
-    os.environ.setdefault("OMP_NUM_THREADS", str(n))
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parents[1]
+EE_GRID = (0.10, 0.08, 0.07, 0.06, 0.055, 0.05, 0.045, 0.04, 0.035, 0.03)
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -52,30 +56,42 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", required=True, help="write the result here (also printed)")
     p.add_argument("--data-dir", default=os.environ.get("ACRLOSS_300W"),
                    help="300-W folder (default: env ACRLOSS_300W, else ../shared/data/300w beside the repository)")
-    p.add_argument("--faces", type=int, default=100, help="faces of the common test set (default 100)")
-    p.add_argument("--threads", type=int, default=2, help="CPU threads per runtime (default 2)")
-    p.add_argument("--rounds", type=int, default=5, help="timed passes over the faces (default 5)")
     p.add_argument("--models", nargs="+", help="model names or .h5 paths (default: every shipped model)")
-    p.add_argument("--runtimes", nargs="+", default=["keras", "tflite", "onnx"], choices=["keras", "tflite", "onnx"])
-    p.add_argument("--export-dir", default="out/export", help="where the .tflite/.onnx exports go (default out/export)")
+    p.add_argument("--runtimes", nargs="+", default=["tflite", "onnx"], choices=["tflite", "onnx"])
+    p.add_argument("--quantize", nargs="*", default=["int8", "dynamic"], choices=["int8", "dynamic", "float16"],
+                   help="quantized TFLite variants to try per model (default int8 dynamic)")
+    p.add_argument("--faces", type=int, default=40, help="common-test faces timed (default 40)")
+    p.add_argument("--rounds", type=int, default=3, help="timed passes (default 3)")
+    p.add_argument("--threads", type=int, nargs="+", help="thread counts (default: 1 and os.cpu_count())")
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 16], help="batch sizes (default 1 16)")
+    p.add_argument("--nme-faces", type=int, default=None, help="common-set faces for the NME (default all 554)")
+    p.add_argument("--early-exit", default="auto", help="MuSiCa early-exit threshold: auto (chosen on validation), "
+                                                      "off, or a number (default auto)")
+    p.add_argument("--no-end-to-end", action="store_true", help="skip the whole-photo timing")
+    p.add_argument("--e2e-rounds", type=int, default=1, help="timed passes over the 24 photos (default 1)")
+    p.add_argument("--e2e-threads", type=int, nargs="+", default=[1], help="thread counts end to end (default 1, as dlib)")
+    p.add_argument("--e2e-runtimes", nargs="+", default=["tflite", "tflite-early-exit"],
+                   help="runtimes timed end to end (default tflite tflite-early-exit)")
+    p.add_argument("--export-dir", default="out/export", help="where the exports go (default out/export)")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> dict:
     a = _parse(argv)
-    _pin_threads(a.threads)
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    sys.path.insert(0, str(ROOT))
 
     import cv2
     import numpy as np
 
     cv2.setNumThreads(1)
-    import keras
+    import dlib
+    import face_recognition_models
 
-    from acrloss.align import available_models, resolve_model
+    from acrloss.align import FaceAligner, available_models, resolve_model
     from acrloss.config import CropConfig
     from acrloss.data_prep.crop import CropTransform, denormalize, face_box
-    from acrloss.data_prep.datasets import w300_subset
+    from acrloss.data_prep.datasets import train_val_split, w300_subset
     from acrloss.data_prep.formats import atomic_write_bytes
     from acrloss.data_prep.images import read_image
     from acrloss.demo import find_data_dir
@@ -86,9 +102,15 @@ def main(argv: list[str] | None = None) -> dict:
 
     load_before = os.getloadavg()
     t_start = time.time()
+    cores = os.cpu_count() or 1
+    threads = sorted(set(a.threads or [1, cores]))
     data_dir, why = find_data_dir(a.data_dir)
     if data_dir is None:
         raise SystemExit(f"speed.py: 300-W data not found ({why}); give --data-dir")
+    data_dir = Path(data_dir)
+
+    def log(msg: str) -> None:
+        print(f"[{time.time() - t_start:6.0f} s] {msg}", file=sys.stderr, flush=True)
 
     # ---------------------------------------------------------------- faces and boxes
     samples = w300_subset(data_dir, "common")
@@ -96,28 +118,37 @@ def main(argv: list[str] | None = None) -> dict:
     calibration = BoxCalibration()
     faces = []  # (rgb, detector box, gt points)
     primary = [int(i) for i in np.unique(np.linspace(0, len(samples) - 1, min(a.faces, len(samples))).round())]
-    order = primary + [i for i in range(len(samples)) if i not in set(primary)]  # fill-ins for misses
-    for i in order:
+    for i in primary + [i for i in range(len(samples)) if i not in set(primary)]:
         if len(faces) >= a.faces:
             break
         s = samples[i]
         rgb = read_image(s.image_path)
-        gt_box = face_box(s.points)
-        det, iou = best_match([(calibration.apply(b), b) for b, _ in detector(rgb)], gt_box)
+        det, iou = best_match([(calibration.apply(d.box if hasattr(d, "box") else d[0]),
+                                d.box if hasattr(d, "box") else d[0]) for d in detector(rgb)], face_box(s.points))
         if det is None or iou < 0.3:
             continue
         faces.append((rgb, det[1], s.points))
-    if not faces:
-        raise SystemExit("speed.py: dlib found none of the annotated faces")
-    gts = np.stack([f[2] for f in faces])
-    print(f"{len(faces)} faces with a matched dlib box ({time.time() - t_start:.0f} s)", file=sys.stderr)
+    log(f"{len(faces)} timed faces with a matched dlib box")
 
-    runners: list[dict] = []  # {"name", "runtime", "fn", "inputs", "decode"}
+    nme_idx = np.unique(np.linspace(0, len(samples) - 1, min(a.nme_faces or len(samples), len(samples))).round().astype(int))
+    nme_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def nme_set(size: int):
+        if size not in nme_cache:
+            crops, pts = [], []
+            for i in nme_idx:
+                t = CropTransform.from_points(samples[i].points, size, CropConfig.margin)
+                crops.append(t.warp(read_image(samples[i].image_path)))
+                pts.append(t.forward(samples[i].points))
+            nme_cache[size] = (np.stack(crops).astype(np.float32), np.stack(pts))
+        return nme_cache[size]
+
+    def common_nme(fn, size: int) -> float:
+        crops, pts = nme_set(size)
+        out = np.concatenate([landmarks_from_output(fn(crops[i:i + 16])) for i in range(0, len(crops), 16)])
+        return float(np.mean(nme(denormalize(out.reshape(len(crops), -1, 2), size), pts, (36, 45))) * 100)
 
     # ---------------------------------------------------------------- dlib
-    import dlib
-    import face_recognition_models
-
     sp_path = face_recognition_models.pose_predictor_model_location()
     predictor = dlib.shape_predictor(sp_path)
     dlib_inputs = [(np.ascontiguousarray(rgb), dlib.rectangle(*(int(round(v)) for v in box))) for rgb, box, _ in faces]
@@ -126,87 +157,166 @@ def main(argv: list[str] | None = None) -> dict:
         shape = predictor(item[0], item[1])
         return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
 
-    runners.append({"name": "dlib_shape_predictor_68", "runtime": "dlib", "fn": run_dlib, "inputs": dlib_inputs,
-                    "decode": lambda out, k: out})
+    dlib_pred = np.stack([run_dlib(x) for x in dlib_inputs])
+    dlib_nme_timed = float(np.mean(nme(dlib_pred, np.stack([f[2] for f in faces]), (36, 45))) * 100)
 
-    # ---------------------------------------------------------------- models
+    # ---------------------------------------------------------------- runners
+    runners: list[dict] = [{"key": ("dlib",), "fn": run_dlib, "calls": dlib_inputs, "per": 1}]
+    rows_meta: list[dict] = []
+    refused: list[dict] = []
+    files: dict[str, dict] = {}
     names = a.models or available_models()
-    crop_ms_by_size: dict[int, float] = {}
-    model_meta = {}
-    tf = None
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
+    export_dir = Path(a.export_dir)
+    e2e_models: list[tuple[dict, object]] = []  # (row meta, factory(threads) -> model for FaceAligner)
 
-        tf.config.threading.set_intra_op_parallelism_threads(a.threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
+    def add_timed(meta: dict, make, size: int, transforms) -> None:
+        crops = np.stack([t.warp(rgb) for t, (rgb, _, _) in zip(transforms, faces)]).astype(np.float32)
+        for th in threads:
+            model = make(th)
+            for b in a.batches:
+                calls = [crops[i:i + b] for i in range(0, len(crops) - b + 1, b)] or [crops[:b]]
+                runners.append({"key": (meta["name"], meta["runtime"], th, b), "fn": model, "calls": calls, "per": b,
+                                "meta": {**meta, "threads": th, "batch": b}})
+        e2e_models.append((meta, make))
+
     for name in names:
         path = resolve_model(name)
         model = load_model(path)
+        stem = Path(path).stem
         size = int(model.input_shape[1])
         transforms = [CropTransform.from_box(calibration.apply(box), size, CropConfig.margin) for _, box, _ in faces]
-        t0 = time.perf_counter()
-        crops = [t.warp(rgb)[None].astype(np.float32) for t, (rgb, _, _) in zip(transforms, faces)]
-        crop_ms_by_size[size] = (time.perf_counter() - t0) / len(faces) * 1000
-
-        def decode(out, k, transforms=transforms, size=size):
-            return transforms[k].inverse(denormalize(landmarks_from_output(out).reshape(-1, 2), size))
-
-        stem = Path(path).stem
-        model_meta[stem] = {"path": str(path), "input_size": size}
-        if "keras" in a.runtimes:
-            if tf is not None:
-                graph_fn = tf.function(lambda x, m=model: m(x, training=False),
-                                       input_signature=[tf.TensorSpec([1, size, size, 3], tf.float32)])
-
-                def run_keras(x, f=graph_fn):
-                    return keras.tree.map_structure(lambda v: v.numpy(), f(x))
-            else:  # other backends: the model's compiled predict step
-                def run_keras(x, m=model):
-                    return m.predict_on_batch(x)
-            runners.append({"name": stem, "runtime": "keras", "fn": run_keras, "inputs": crops, "decode": decode})
+        variants = []  # (runtime, file)
         for fmt, export in (("tflite", export_tflite), ("onnx", export_onnx)):
-            if fmt not in a.runtimes:
-                continue
-            out_path = Path(a.export_dir) / f"{stem}.{fmt}"
-            report = export(model, out_path)
-            model_meta[stem][f"{fmt}_parity_max_abs_diff"] = report.max_abs_diff
-            model_meta[stem][f"{fmt}_file"] = str(out_path)
-            runner = ExportedModel(out_path, num_threads=a.threads)
-            runners.append({"name": stem, "runtime": fmt, "fn": runner, "inputs": crops, "decode": decode,
-                            "engine": runner.runtime})
-            print(f"exported {out_path} (parity {report.max_abs_diff:.2g})", file=sys.stderr)
+            if fmt in a.runtimes:
+                out = export_dir / f"{stem}.{fmt}"
+                rep = export(model, out, data_dir=data_dir)
+                files[str(out)] = {"parity_max_abs_diff": rep.max_abs_diff}
+                variants.append((fmt, out))
+        for q in a.quantize or []:
+            from acrloss.quantize import QuantizationError, export_quantized
 
-    # ---------------------------------------------------------------- accuracy (untimed) and warm-up
-    for r in runners:
-        outs = [r["fn"](x) for x in r["inputs"]]
-        pred = np.stack([r["decode"](o, k) for k, o in enumerate(outs)])
-        r["nme"] = float(np.mean(nme(pred, gts, (36, 45))) * 100)
-        r["times"] = []
+            out = export_dir / f"{stem}.{q}.tflite"
+            try:
+                rep = export_quantized(model, out, q, data_dir=data_dir, eval_faces=a.nme_faces)
+                files[str(out)] = rep.to_dict()
+                variants.append((f"tflite-{q}", out))
+            except QuantizationError as exc:
+                refused.append({"name": stem, "runtime": f"tflite-{q}", "reason": str(exc)})
+        log(f"{stem}: exported {[v[0] for v in variants]}; refused {[r['runtime'] for r in refused if r['name'] == stem]}")
+        for runtime, out in variants:
+            probe = ExportedModel(out, num_threads=cores)
+            meta = {"name": stem, "runtime": runtime, "file": str(out), "input_size": size,
+                    "nme": round(common_nme(probe, size), 3), "nme_faces": int(len(nme_idx))}
+            add_timed(meta, lambda th, out=out: ExportedModel(out, num_threads=th), size, transforms)
+        if "musica" in stem and a.early_exit != "off":
+            from acrloss.export_cascade import ExportedCascade, export_cascade_tflite
+
+            out = export_dir / f"{stem}.cascade.tflite"
+            rep = export_cascade_tflite(model, out, data_dir=data_dir)
+            files[str(out)] = {"parity_max_abs_diff": rep.max_abs_diff}
+            chooser = ExportedCascade(out, num_threads=cores)
+            choice: dict = {}
+            if a.early_exit == "auto":  # validation split of the training folders, as training made it
+                _, val = train_val_split(w300_subset(data_dir, "train"), 0.1, 0)
+                vcrops, vpts = [], []
+                for s in val:
+                    t = CropTransform.from_points(s.points, size, CropConfig.margin)
+                    vcrops.append(t.warp(read_image(s.image_path)))
+                    vpts.append(t.forward(s.points))
+                vcrops, vpts = np.stack(vcrops).astype(np.float32), np.stack(vpts)
+
+                # every stage once for every face; a threshold only decides where each face stops
+                levels = chooser._run_start(vcrops)
+                shape = np.broadcast_to(chooser.mean_shape, (len(vcrops), chooser.mean_shape.size)).copy()
+                hidden = np.zeros((len(vcrops), chooser.hidden_units), np.float32)
+                shapes, errs = [], []
+                for t, fn in enumerate(chooser._stage_fns):
+                    shape, hidden, err = fn([levels[chooser.levels[t]], shape, hidden])
+                    shapes.append(np.asarray(shape))
+                    errs.append(np.asarray(err).reshape(-1))
+                shapes, errs = np.stack(shapes), np.stack(errs)  # (T, M, 2N), (T, M)
+                last = len(errs) - 1
+
+                def val_nme(th):
+                    below = errs[:last] < th
+                    stop = np.where(below.any(axis=0), below.argmax(axis=0), last)
+                    pred = shapes[stop, np.arange(len(vcrops))]
+                    macs = float(np.mean([chooser.stage_macs[: k + 1].sum() for k in stop]))
+                    return float(np.mean(nme(denormalize(pred.reshape(len(vcrops), -1, 2), size), vpts,
+                                             (36, 45))) * 100), macs
+
+                full_nme, full_macs = val_nme(float("-inf"))
+                sweep = [(th, *val_nme(th)) for th in EE_GRID]
+                ok = [s for s in sweep if s[1] <= full_nme * 1.03]
+                threshold = max(ok)[0] if ok else float("-inf")
+                choice = {"rule": "largest threshold with validation NME <= 1.03 x the full cascade's",
+                          "val_faces": len(vcrops), "val_nme_full": round(full_nme, 3),
+                          "sweep": [{"threshold": t, "val_nme": round(n, 3), "mma": round(m / 1e6, 2)} for t, n, m in sweep]}
+            else:
+                threshold = float(a.early_exit)
+            ee = ExportedCascade(out, threshold=threshold, num_threads=cores)
+            res_mac = ee.run(nme_set(size)[0], threshold).mean_macs
+            meta = {"name": stem, "runtime": "tflite-early-exit", "file": str(out), "input_size": size,
+                    "threshold": threshold, "threshold_choice": choice, "mma": round(res_mac / 1e6, 2),
+                    "nme": round(common_nme(ee, size), 3), "nme_faces": int(len(nme_idx))}
+            add_timed(meta, lambda th, out=out, thr=threshold: ExportedCascade(out, threshold=thr, num_threads=th),
+                      size, transforms)
+            log(f"{stem}: early exit at {threshold} (common NME {meta['nme']} %, {meta['mma']} M multiply-adds)")
+
+    # ---------------------------------------------------------------- end to end
+    e2e: list[dict] = []
+    if not a.no_end_to_end:
+        photos = sorted((data_dir / "full").rglob("*.jpg")) + sorted((data_dir / "full").rglob("*.png"))
+        rgbs = [np.ascontiguousarray(read_image(p)) for p in photos]
+
+        def dlib_e2e(rgb):
+            return [run_dlib((rgb, dlib.rectangle(*(int(round(v)) for v in (d.box if hasattr(d, "box") else d[0])))))
+                    for d in detector(rgb)]
+
+        runners.append({"key": ("e2e", "dlib"), "fn": dlib_e2e, "calls": rgbs, "per": 1})
+        for meta, make in e2e_models:
+            if meta["runtime"] not in a.e2e_runtimes:
+                continue
+            for th in a.e2e_threads:
+                aligner = FaceAligner(make(th), detector=detector, calibration=calibration)
+                runners.append({"key": ("e2e", meta["name"], meta["runtime"], th), "fn": aligner.get_landmarks,
+                                "calls": rgbs, "per": 1, "meta": {**meta, "threads": th, "batch": "faces of a photo"}})
+        log(f"end to end on {len(rgbs)} whole photos")
 
     # ---------------------------------------------------------------- timing
+    for r in runners:  # warm-up (allocations, first-call costs)
+        for x in r["calls"][:2]:
+            r["fn"](x)
+        r["times"] = []
     for rnd in range(a.rounds):
         for r in runners:
             fn, ts = r["fn"], r["times"]
-            for x in r["inputs"]:
+            if r["key"][0] == "e2e" and rnd >= a.e2e_rounds:
+                continue
+            for x in r["calls"]:
                 t0 = time.perf_counter()
                 fn(x)
-                ts.append(time.perf_counter() - t0)
-        print(f"round {rnd + 1}/{a.rounds} done ({time.time() - t_start:.0f} s)", file=sys.stderr)
+                ts.append((time.perf_counter() - t0) / r["per"])
+        log(f"round {rnd + 1}/{a.rounds}")
 
-    def stats(ts):
-        arr = np.asarray(ts) * 1000
-        return float(np.median(arr)), float(arr.mean()), float(np.percentile(arr, 90))
+    def ms(r) -> float:
+        return float(np.median(r["times"]) * 1000)
 
-    dlib_ms, dlib_mean, dlib_p90 = stats(runners[0]["times"])
+    dlib_ms = ms(runners[0])
+    by_key = {r["key"]: r for r in runners}
+    dlib_e2e_ms = ms(by_key[("e2e", "dlib")]) if ("e2e", "dlib") in by_key else None
     rows = []
-    for r in runners[1:]:
-        ms, mean, p90 = stats(r["times"])
-        size = model_meta[r["name"]]["input_size"]
-        row = {"name": r["name"], "runtime": r["runtime"], "ms": round(ms, 3), "ratio_to_dlib": round(ms / dlib_ms, 3),
-               "mean_ms": round(mean, 3), "p90_ms": round(p90, 3), "nme": round(r["nme"], 3), "input_size": size}
-        if "engine" in r:
-            row["engine"] = r["engine"]
-        rows.append(row)
+    for r in runners:
+        if "meta" not in r:
+            continue
+        e2e_row = r["key"][0] == "e2e"
+        ref = dlib_e2e_ms if e2e_row else dlib_ms
+        m = ms(r)
+        rows.append({"name": r["meta"]["name"], "runtime": r["meta"]["runtime"], "threads": r["meta"]["threads"],
+                     "batch": r["meta"]["batch"], "what": "end_to_end" if e2e_row else "predictor",
+                     "ms": round(m, 3), "ratio_to_dlib": round(m / ref, 3), "nme": r["meta"]["nme"],
+                     "nme_faces": r["meta"]["nme_faces"],
+                     **{k: r["meta"][k] for k in ("threshold", "mma") if k in r["meta"]}})
     cpu = platform.processor()
     try:
         with open("/proc/cpuinfo") as fh:
@@ -215,32 +325,32 @@ def main(argv: list[str] | None = None) -> dict:
         pass
     result = {
         "dlib_ms": round(dlib_ms, 3),
-        "dlib": {"file": Path(sp_path).name, "mean_ms": round(dlib_mean, 3), "p90_ms": round(dlib_p90, 3),
-                 "nme": round(runners[0]["nme"], 3), "threads": 1, "dlib_version": dlib.__version__},
+        "dlib_end_to_end_ms": None if dlib_e2e_ms is None else round(dlib_e2e_ms, 3),
         "models": rows,
-        "unit": "milliseconds per face, batch 1, median over faces x rounds; detection not included",
-        "timed": ("dlib: shape_predictor(image, box) + parts to NumPy; keras: tf.function graph call on the pre-cut "
-                  "(1, S, S, 3) crop + fetch; tflite/onnx: ExportedModel call on the same crop. Crop warp excluded "
-                  "(crop_ms)"),
-        "crop_ms": {str(k): round(v, 3) for k, v in crop_ms_by_size.items()},
-        "faces": len(faces),
-        "face_source": f"300-W common test set at {data_dir}, evenly spaced, dlib HOG box matched to the annotation",
-        "rounds": a.rounds,
-        "threads": a.threads,
-        "keras_backend": keras.backend.backend(),
-        "versions": {"keras": keras.__version__, "tensorflow": getattr(tf, "__version__", None),
-                     "numpy": np.__version__},
-        "model_files": model_meta,
-        "machine": {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "dlib": {"file": Path(sp_path).name, "threads": 1, "nme_timed_faces": round(dlib_nme_timed, 3),
+                 "version": dlib.__version__},
+        "early_exit": [{k: r["meta"].get(k) for k in ("name", "threshold", "threshold_choice", "mma", "nme")}
+                       for r in runners if r.get("meta", {}).get("runtime") == "tflite-early-exit"][:1],
+        "refused_quantized": refused,
+        "files": files,
+        "unit": ("predictor: ms per face (batch b: call time / b), median over faces x rounds, crop already cut; "
+                 "end_to_end: ms per whole photo (detector + calibration + crop + predictor), median over photos x rounds"),
+        "faces": len(faces), "photos": len(by_key[("e2e", "dlib")]["calls"]) if dlib_e2e_ms is not None else 0,
+        "rounds": a.rounds, "e2e_rounds": a.e2e_rounds, "threads": threads,
+        "nme_note": f"300-W common-set NME (%), {len(nme_idx)} of {len(samples)} faces, landmark-box crops",
+        "machine": {"cpu": cpu, "cores": cores, "platform": platform.platform(), "python": platform.python_version()},
         "load": {"before": [round(v, 2) for v in load_before], "after": [round(v, 2) for v in os.getloadavg()],
-                 "note": "os.getloadavg(); other jobs on the machine slow every runtime"},
+                 "note": "os.getloadavg(); other jobs on the machine slow every runtime alike within a round"},
+        "command": "python benchmarks/speed.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "seconds": round(time.time() - t_start, 1),
     }
-    for mod in ("onnxruntime", "ai_edge_litert"):
+    versions = {}
+    for mod in ("onnxruntime", "ai_edge_litert", "tensorflow", "keras", "numpy"):
         try:
-            result["versions"][mod] = __import__(mod).__version__
+            versions[mod] = __import__(mod).__version__
         except (ImportError, AttributeError):
             pass
+    result["versions"] = versions
     text = json.dumps(result, indent=1)
     print(text)
     atomic_write_bytes(a.json, (text + "\n").encode())

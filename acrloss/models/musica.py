@@ -13,7 +13,7 @@ Model (``keras.ops`` only; runs on every Keras 3 backend; ``.h5`` save/load)::
       -> stage 1 .. T (own weights; coarse pyramid level to fine), each a nested functional
          model ``stage_t``: [level image, shape, hidden] -> [shape', hidden', predicted error]
            PatchSampler  bilinear (P+2) x (P+2) patches around K of the current points
-                         (gather-based), each standardized
+                         (separable: Wy · image · Wxᵀ, batched matmuls), each standardized
            PatchEncoder  per patch: conv3x3 valid -> P x P -> max-pool -> conv3x3 -> max-pool;
                          the centre of the finer map concatenated with the coarser map -> F
            attention     gate = sigmoid(Dense(relu(Dense(f))))  in (0, 1), f * gate   (per patch)
@@ -50,6 +50,7 @@ points or ``(B, 4N)`` points + Φ, fed to every output key by :class:`DictTarget
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any, Sequence
 
@@ -73,8 +74,11 @@ __all__ = [
     "stage_macs",
     "resolve_points",
     "bilinear_patches",
+    "bilinear_patches_gather",
+    "interpolation_matrix",
     "pool2x2",
     "compile_arguments",
+    "export_kernels",
     "training_objective",
     "build_from_config",
     "model_options",
@@ -126,10 +130,34 @@ def resolve_points(spec: str | Sequence[int], num_points: int) -> list[int]:
     return idx
 
 
+#: set by :func:`export_kernels`: trace to the ops exported runtimes run fastest
+_EXPORT_KERNELS = False
+
+
+@contextlib.contextmanager
+def export_kernels(enabled: bool = True):
+    """Within this context, MuSiCa layers trace to the ops exported runtimes have fast kernels
+    for: :func:`pool2x2` as ``max_pool``/``average_pool`` and :class:`PatchEncoder`'s first
+    convolution as one ``conv`` op (TFLite/XNNPACK and ONNX Runtime run each as one kernel;
+    the strided slices and nine broadcast multiply-adds used otherwise, faster under XLA,
+    cost ~20x more there). Same values up to float rounding. :func:`acrloss.export.frozen_function`
+    traces every model inside it."""
+    global _EXPORT_KERNELS
+    saved, _EXPORT_KERNELS = _EXPORT_KERNELS, bool(enabled)
+    try:
+        yield
+    finally:
+        _EXPORT_KERNELS = saved
+
+
 def pool2x2(x: Any, mode: str = "max") -> Any:
     """2x2 pooling with stride 2 of ``(M, H, W, C)`` (``H``, ``W`` even): the same values as
     ``max_pool``/``average_pool`` with "valid" padding, computed from four strided slices
-    (several times faster on CPU than windowed reductions for small maps)."""
+    (several times faster on CPU than windowed reductions for small maps under XLA; the
+    pooling ops themselves inside :func:`export_kernels`)."""
+    if _EXPORT_KERNELS:
+        pool = ops.max_pool if mode == "max" else ops.average_pool
+        return pool(x, 2, 2, padding="valid")
     a, b = x[:, 0::2, 0::2, :], x[:, 0::2, 1::2, :]
     c, d = x[:, 1::2, 0::2, :], x[:, 1::2, 1::2, :]
     if mode == "max":
@@ -173,7 +201,10 @@ class ImagePyramid(keras.layers.Layer):
 
     def call(self, images: Any) -> list[Any]:
         x = ops.cast(images, self.compute_dtype) / 255.0
-        if self.grey:
+        if self.grey and _EXPORT_KERNELS:  # one matrix product (a fast kernel in exported runtimes)
+            luma = ops.convert_to_tensor(np.array([[0.299], [0.587], [0.114]], np.float32), dtype=x.dtype)
+            x = ops.matmul(x, luma)
+        elif self.grey:
             # explicit sum of the three channels (a reduction over a size-3 axis is slow on XLA CPU)
             x = x[..., 0:1] * 0.299 + x[..., 1:2] * 0.587 + x[..., 2:3] * 0.114
         out = [x]
@@ -229,12 +260,56 @@ class InitialState(keras.layers.Layer):
         return config
 
 
+def interpolation_matrix(positions: Any, size: int) -> Any:
+    """Linear-interpolation weights ``(..., P, size)`` of 1-D sample ``positions`` ``(..., P)``
+    (0-based pixel centres) on a grid of ``size`` pixels, positions outside the grid clamped
+    to the border pixel: ``w[..., i, j] = max(0, 1 - |j - clip(pos_i, 0, size - 1)|)``, at
+    most two non-zero weights per row, summing to 1."""
+    dtype = positions.dtype
+    pos = ops.clip(positions, 0.0, float(size - 1))
+    grid = ops.convert_to_tensor(np.arange(size, dtype=np.float32), dtype=dtype)
+    return ops.relu(1.0 - ops.abs(grid - pos[..., None]))
+
+
 def bilinear_patches(image: Any, centres: Any, patch_size: int) -> Any:
     """Bilinear ``P x P`` patches of ``image`` ``(B, H, W, C)`` around ``centres`` ``(B, K, 2)``
     (pixel coordinates ``(x, y)``, 0-based pixel centres) -> ``(B, K, P, P, C)``.
 
-    Gather-based (``keras.ops.take`` on the flattened image): no custom op, any backend.
-    Row ``i``, column ``j`` of a patch samples ``(x + j - (P-1)/2, y + i - (P-1)/2)``;
+    Separable and gather-free: bilinear sampling on a regular grid is a product of two 1-D
+    interpolations, so each patch is ``Wy · image · Wxᵀ`` with the small interpolation
+    matrices ``Wy (P, H)`` and ``Wx (P, W)`` built from the patch centre
+    (:func:`interpolation_matrix`); the products are batched matrix multiplications, which
+    every runtime (XLA, TFLite/XNNPACK, ONNX Runtime) maps onto fast GEMM kernels. Row
+    ``i``, column ``j`` of a patch samples ``(x + j - (P-1)/2, y + i - (P-1)/2)``; positions
+    outside the image take the border pixel (the same values as
+    :func:`bilinear_patches_gather`, up to float rounding).
+    """
+    p = int(patch_size)
+    h, w, c = int(image.shape[1]), int(image.shape[2]), int(image.shape[3])
+    dtype = image.dtype
+    offs = ops.convert_to_tensor(np.arange(p, dtype=np.float32) - (p - 1) / 2.0, dtype=dtype)
+    cx = ops.cast(centres[..., 0], dtype)
+    cy = ops.cast(centres[..., 1], dtype)
+    k = int(centres.shape[1])
+    wy = interpolation_matrix(cy[:, :, None] + offs, h)  # (B, K, P, H)
+    wxt = ops.transpose(interpolation_matrix(cx[:, :, None] + offs, w), (0, 1, 3, 2))  # (B, K, W, P)
+    if c == 1:
+        rows = ops.matmul(ops.reshape(wy, (-1, k * p, h)), ops.reshape(image, (-1, h, w)))  # (B, K*P, W)
+        out = ops.matmul(ops.reshape(rows, (-1, k, p, w)), wxt)  # (B, K, P, P)
+        return ops.expand_dims(out, -1)
+    planes = ops.transpose(image, (0, 3, 1, 2))  # (B, C, H, W)
+    rows = ops.matmul(ops.reshape(wy, (-1, 1, k * p, h)), planes)  # (B, C, K*P, W)
+    out = ops.matmul(ops.reshape(rows, (-1, c, k, p, w)), ops.expand_dims(wxt, 1))  # (B, C, K, P, P)
+    return ops.transpose(out, (0, 2, 3, 4, 1))
+
+
+def bilinear_patches_gather(image: Any, centres: Any, patch_size: int) -> Any:
+    """Bilinear ``P x P`` patches of ``image`` ``(B, H, W, C)`` around ``centres`` ``(B, K, 2)``
+    (pixel coordinates ``(x, y)``, 0-based pixel centres) -> ``(B, K, P, P, C)``.
+
+    The original gather-based sampler (``keras.ops.take`` on the flattened image), kept as
+    the reference :func:`bilinear_patches` is tested against; gathers map onto slow kernels
+    in TFLite / ONNX Runtime. Row ``i``, column ``j`` of a patch samples ``(x + j - (P-1)/2, y + i - (P-1)/2)``;
     indices outside the image are clamped to the border.
     """
     p = int(patch_size)
@@ -388,6 +463,12 @@ class PatchEncoder(keras.layers.Layer):
         ``(M, P/4, P/4, C2)``."""
         p, c = self.patch_size, self.in_channels
         c1, _ = self.channels
+        if _EXPORT_KERNELS:  # one convolution op (fast kernels in TFLite / ONNX Runtime)
+            x = ops.conv(patches, self.kernel1, strides=1, padding="valid")
+            x = ops.relu(x + self.bias1)
+            fine = pool2x2(x)
+            x = ops.relu(ops.conv(fine, self.kernel2, strides=1, padding="same") + self.bias2)
+            return fine, pool2x2(x)
         taps = [patches[:, dy : dy + p, dx : dx + p, :] for dy in range(3) for dx in range(3)]
         if c == 1:  # nine broadcast multiply-adds
             x = taps[0] * self.kernel1[0, 0, 0]

@@ -1,0 +1,290 @@
+"""MuSiCa early exit in an exported runtime: one ``.tflite`` file with a function per stage.
+
+::
+
+    from acrloss.export_cascade import export_cascade_tflite, ExportedCascade
+
+    export_cascade_tflite("musica_acr_300w", "out/musica.cascade.tflite")   # parity-checked
+    runner = ExportedCascade("out/musica.cascade.tflite", threshold=0.05, num_threads=1)
+    result = runner.run(crops, threshold=0.05)     # an acrloss.early_exit.EarlyExitResult
+    result.stopped_at, result.faces_per_stage      # the stages each face actually ran
+    aligner = FaceAligner(runner)                  # callable like a model (its own threshold)
+
+The file holds one TFLite signature per piece of the cascade, all sharing the weights:
+
+- ``start``: ``image (B, S, S, 3)`` RGB [0, 255] -> ``level_0 .. level_{L-1}`` (the grey
+  pyramid), ``shape (B, 2N)`` (the mean shape), ``hidden (B, H)`` (zeros) and the constant
+  ``stage_macs (T,)`` (multiply-adds per face of each stage);
+- ``stage_1 .. stage_T``: ``image`` (the stage's pyramid level), ``shape``, ``hidden`` ->
+  ``shape``, ``hidden``, ``error`` (the stage's predicted NME fraction).
+
+:class:`ExportedCascade` runs them stage by stage with the same per-face early exit as
+:class:`acrloss.early_exit.EarlyExitCascade` (only the faces still above the threshold
+are passed on, as a smaller batch), so a face that stops after stage ``t`` costs the
+runtime nothing more: saved multiply-adds are saved time. ``rows_run`` counts the rows
+each stage's exported function actually received.
+
+The export is traced with :func:`acrloss.models.musica.export_kernels` (fast TFLite
+kernels) and is written only when every stage run to the end (``threshold=-inf``) matches
+the Keras model within ``atol`` (default 1e-4, normalized coordinates) on real face crops
+(:func:`acrloss.export.parity_crops`), atomically. TensorFlow backend only.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from acrloss.data_prep.formats import atomic_path
+from acrloss.early_exit import EarlyExitCascade, EarlyExitResult
+from acrloss.export import PARITY_ATOL, ExportError, ParityError, _as_keras_model, _input_size, _need, _quiet_loggers
+
+__all__ = ["export_cascade_tflite", "ExportedCascade", "CascadeExportReport"]
+
+
+@dataclass
+class CascadeExportReport:
+    """What :func:`export_cascade_tflite` made and measured."""
+
+    path: str
+    stages: int
+    max_abs_diff: float  # all stages run, largest |exported - keras| landmarks, normalized coordinates
+    stage_diff: list[float]  # per stage, largest |exported - keras| of that stage's shape
+    atol: float
+    faces: int
+    parity_source: str
+    bytes: int
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _cascade_bytes(model: Any) -> bytes:
+    """The multi-signature TFLite flatbuffer (see the module docs)."""
+    import keras  # noqa: PLC0415
+
+    if keras.backend.backend() != "tensorflow":
+        raise ExportError(f"cascade export needs Keras' TensorFlow backend; this process uses {keras.backend.backend()!r}")
+    tf = _need("tensorflow", "tf")
+    from acrloss.models.musica import export_kernels, stage_macs, stage_models  # noqa: PLC0415
+
+    stages = stage_models(model)
+    pyramid, initial = model.get_layer("pyramid"), model.get_layer("initial_state")
+    size = _input_size(model)
+    macs = np.asarray(stage_macs(model), np.int64)
+    mean = np.asarray(keras.ops.convert_to_numpy(initial.mean_shape), np.float32).reshape(-1)
+    n2 = int(mean.size)
+    hid = int(initial.hidden_units)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32, name="image")])
+    def start(image):
+        levels = pyramid(image)
+        ones = tf.ones_like(image[:, :1, 0, 0])  # (B, 1)
+        shape = ones * tf.constant(mean[None])
+        hidden = ones * tf.zeros((1, hid), tf.float32)
+        out = {f"level_{i}": lv for i, lv in enumerate(levels)}
+        out.update({"shape": shape, "hidden": hidden, "stage_macs": tf.constant(macs.astype(np.float32))})
+        return out
+
+    signatures = {"start": start}
+    for t, stage in enumerate(stages):
+        side = int(stage.inputs[0].shape[1])
+        chans = int(stage.inputs[0].shape[3])
+
+        def make(stage=stage, side=side, chans=chans):
+            @tf.function(input_signature=[tf.TensorSpec([None, side, side, chans], tf.float32, name="image"),
+                                          tf.TensorSpec([None, n2], tf.float32, name="shape"),
+                                          tf.TensorSpec([None, hid], tf.float32, name="hidden")])
+            def run_stage(image, shape, hidden):
+                new_shape, new_hidden, error = stage([image, shape, hidden], training=False)
+                return {"shape": new_shape, "hidden": new_hidden, "error": tf.reshape(error, [-1])}
+
+            return run_stage
+
+        signatures[f"stage_{t + 1}"] = make()
+    from tensorflow.python.framework.convert_to_constants import (  # noqa: PLC0415
+        convert_variables_to_constants_v2,
+    )
+
+    with export_kernels(), _quiet_loggers("tensorflow", "absl"):
+        frozen = []
+        for key, fn in signatures.items():  # weights frozen into constants, outputs named again
+            concrete = fn.get_concrete_function()
+            names = sorted(concrete.structured_outputs)  # the frozen function's flat output order
+            const = convert_variables_to_constants_v2(concrete)
+
+            def renamed(const=const, names=names, spec=fn.input_signature):
+                @tf.function(input_signature=spec)
+                def named(*args):
+                    return dict(zip(names, const(*args)))
+
+                return named.get_concrete_function()
+
+            frozen.append((key, renamed()))
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                module = tf.Module()
+                for key, concrete in frozen:
+                    setattr(module, key, concrete)
+                tf.saved_model.save(module, tmp, signatures=dict(frozen))
+                converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=[k for k, _ in frozen])
+                return bytes(converter.convert())
+        except Exception as exc:  # ConverterError
+            raise ExportError(f"TFLite conversion of the cascade failed: {str(exc)[:500]}") from exc
+
+
+class ExportedCascade(EarlyExitCascade):
+    """Stage-by-stage early-exit inference through an exported cascade ``.tflite`` file
+    (:func:`export_cascade_tflite`), with :meth:`run` as in
+    :class:`acrloss.early_exit.EarlyExitCascade`.
+
+    Callable like a model (``(B, S, S, 3)`` RGB [0, 255] -> ``(B, 2N)`` normalized), running
+    with ``threshold`` (default ``-inf``: every stage), so :class:`acrloss.align.FaceAligner`
+    takes it as its model.
+
+    Args:
+        path: the cascade ``.tflite`` file.
+        threshold: early-exit threshold of ``__call__`` (predicted NME fraction).
+        num_threads: LiteRT CPU threads (``None``: the runtime's default).
+    """
+
+    def __init__(self, path: str | os.PathLike, threshold: float = float("-inf"), num_threads: int | None = None) -> None:
+        self.path = str(path)
+        if not os.path.isfile(self.path):
+            raise FileNotFoundError(f"{self.path}: exported cascade file not found")
+        try:
+            from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415
+        except ImportError:  # pragma: no cover - TensorFlow's copy
+            Interpreter = _need("tensorflow", "tf").lite.Interpreter  # noqa: N806
+        kwargs = {} if num_threads is None else {"num_threads": int(num_threads)}
+        try:
+            self._interp = Interpreter(model_path=self.path, **kwargs)
+            keys = set(self._interp.get_signature_list())
+        except Exception as exc:
+            raise ValueError(f"{self.path}: cannot load the cascade TFLite file ({exc})") from exc
+        count = 0
+        while f"stage_{count + 1}" in keys:
+            count += 1
+        if "start" not in keys or count == 0:
+            raise ValueError(f"{self.path}: not an exported MuSiCa cascade (signatures {sorted(keys)}; "
+                             "expected 'start' and 'stage_1' ...); make one with export_cascade_tflite")
+        self.threshold = float(threshold)
+        self.num_threads = num_threads
+        self.runtime = "litert"
+        self._start = self._interp.get_signature_runner("start")
+        start_in = self._start.get_input_details()["image"]
+        self.input_size = int(start_in["shape_signature"][1])
+        self.input_shape = (None, self.input_size, self.input_size, 3)
+        probe = self._start(image=np.zeros((1, self.input_size, self.input_size, 3), np.float32))
+        self.mean_shape = np.asarray(probe["shape"][0], np.float32)
+        self.hidden_units = int(probe["hidden"].shape[1])
+        self.stage_macs = np.asarray(probe["stage_macs"], np.float64).round().astype(np.int64)
+        level_sides = {int(k.split("_")[1]): int(v.shape[1]) for k, v in probe.items() if k.startswith("level_")}
+        self._num_levels = len(level_sides)
+        self.levels = []
+        self._stage_runners = []
+        for t in range(count):
+            runner = self._interp.get_signature_runner(f"stage_{t + 1}")
+            side = int(runner.get_input_details()["image"]["shape_signature"][1])
+            matches = [lv for lv, s in level_sides.items() if s == side]
+            if not matches:
+                raise ValueError(f"{self.path}: stage_{t + 1} takes {side} px images, no pyramid level has that size")
+            self.levels.append(matches[0])
+            self._stage_runners.append(runner)
+        self.stages = self._stage_runners
+        self._pyramid_fn = self._run_start
+        self._stage_fns = [self._stage_fn(t) for t in range(count)]
+        self.calls = np.zeros(count, np.int64)
+        #: rows each stage's exported function actually received since construction
+        self.rows_run = np.zeros(count, np.int64)
+
+    def _run_start(self, images: np.ndarray) -> list[np.ndarray]:
+        out = self._start(image=np.ascontiguousarray(images, np.float32))
+        return [out[f"level_{i}"] for i in range(self._num_levels)]
+
+    def _stage_fn(self, t: int):
+        runner = self._stage_runners[t]
+
+        def fn(inputs: Sequence[np.ndarray]):
+            image, shape, hidden = (np.ascontiguousarray(v, np.float32) for v in inputs)
+            self.rows_run[t] += len(image)
+            out = runner(image=image, shape=shape, hidden=hidden)
+            return out["shape"], out["hidden"], out["error"]
+
+        return fn
+
+    def reset_counters(self) -> None:
+        """Zero :attr:`calls` and :attr:`rows_run`."""
+        self.calls[:] = 0
+        self.rows_run[:] = 0
+
+    def full(self, images: np.ndarray) -> np.ndarray:
+        """Every stage for every face: ``(M, 2N)``."""
+        return self.run(images, float("-inf")).landmarks
+
+    def __call__(self, x: Any, training: bool = False) -> np.ndarray:
+        x = np.asarray(x, np.float32)
+        if x.ndim != 4 or x.shape[1:] != self.input_shape[1:]:
+            raise ValueError(f"{self.path}: expected a (B, {self.input_size}, {self.input_size}, 3) batch, got {x.shape}")
+        return self.run(x, self.threshold).landmarks
+
+    predict = __call__
+
+    def __repr__(self) -> str:
+        return f"ExportedCascade({self.path!r}, stages={self.num_stages}, threshold={self.threshold})"
+
+
+def export_cascade_tflite(model: Any, out_path: str | os.PathLike, *, crops: np.ndarray | None = None,
+                          data_dir: str | os.PathLike | None = None, atol: float = PARITY_ATOL) -> CascadeExportReport:
+    """Export a MuSiCa model as a per-stage ``.tflite`` file (see the module docs), checked
+    against Keras stage by stage; :class:`ParityError` (nothing written) when off by more
+    than ``atol``."""
+    import keras  # noqa: PLC0415
+
+    from acrloss.export import parity_crops  # noqa: PLC0415
+    from acrloss.models.musica import stage_models  # noqa: PLC0415
+
+    t0 = time.perf_counter()
+    keras_model = _as_keras_model(model)
+    try:
+        stage_models(keras_model)
+    except ValueError as exc:
+        raise ExportError(f"{out_path}: {exc}; only MuSiCa cascades export per stage") from exc
+    size = _input_size(keras_model)
+    try:
+        data = _cascade_bytes(keras_model)
+    except ExportError as exc:
+        raise ExportError(f"{out_path}: {exc}; nothing written") from exc
+    if crops is None:
+        crops, source = parity_crops(size, data_dir)
+    else:
+        crops, source = np.asarray(crops, np.float32), f"{len(crops)} given crops"
+    ref = {k: np.asarray(keras.ops.convert_to_numpy(v)) for k, v in keras_model(crops, training=False).items()}
+    out_path = Path(out_path)
+    with atomic_path(out_path, suffix=".tflite") as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        runner = ExportedCascade(tmp)
+        levels = runner._run_start(crops)
+        shape = np.broadcast_to(runner.mean_shape, (len(crops), runner.mean_shape.size)).copy()
+        hidden = np.zeros((len(crops), runner.hidden_units), np.float32)
+        stage_diff = []
+        for t, fn in enumerate(runner._stage_fns):  # every stage fed the exported previous stage's state
+            shape, hidden, err = fn([levels[runner.levels[t]], shape, hidden])
+            stage_diff.append(float(max(np.abs(shape - ref["stages"][:, t]).max(),
+                                        np.abs(err - ref["errors"][:, t]).max())))
+        one = runner.run(crops[:1], float("-inf")).landmarks
+        diff = float(max(max(stage_diff), np.abs(one - ref["landmarks"][:1]).max()))
+        count = runner.num_stages
+        del runner
+        if not diff <= atol:
+            raise ParityError(f"{out_path}: cascade export differs from Keras by {diff:.3g} (per stage "
+                              f"{[round(d, 7) for d in stage_diff]}) on {source}; tolerance {atol:g}; nothing written")
+    return CascadeExportReport(str(out_path), count, diff, stage_diff, float(atol), int(len(crops)), source, len(data),
+                               round(time.perf_counter() - t0, 2))

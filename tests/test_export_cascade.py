@@ -1,0 +1,100 @@
+"""Tests of :mod:`acrloss.export_cascade`: the shipped MuSiCa cascade exported per stage to
+TFLite runs, per face, exactly the stages Keras' early exit runs, on real 300-W faces."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+pytest.importorskip("ai_edge_litert", reason="the export extra is not installed (pip install -e '.[export]')")
+if keras.backend.backend() != "tensorflow":  # pragma: no cover
+    pytest.skip("export needs the TensorFlow backend", allow_module_level=True)
+
+from acrloss.data_prep.crop import CropTransform  # noqa: E402
+from acrloss.data_prep.datasets import w300_subset  # noqa: E402
+from acrloss.data_prep.images import read_image  # noqa: E402
+from acrloss.early_exit import EarlyExitCascade  # noqa: E402
+from acrloss.export import ExportError  # noqa: E402
+from acrloss.export_cascade import ExportedCascade, export_cascade_tflite  # noqa: E402
+from acrloss.models.regressor import load_model  # noqa: E402
+
+SHIPPED = Path(__file__).resolve().parents[1] / "pre_trained_models" / "musica_acr_300w.h5"
+
+
+@pytest.fixture(scope="module")
+def musica():
+    if not SHIPPED.is_file():
+        pytest.skip(f"{SHIPPED} not found")
+    return load_model(SHIPPED)
+
+
+@pytest.fixture(scope="module")
+def crops(w300_dir):
+    samples = w300_subset(w300_dir, "common")
+    idx = np.linspace(0, len(samples) - 1, 24).round().astype(int)
+    return np.stack([CropTransform.from_points(samples[i].points, 128).warp(read_image(samples[i].image_path))
+                     for i in idx]).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def exported(musica, tmp_path_factory, w300_dir):
+    path = tmp_path_factory.mktemp("cascade") / "musica.cascade.tflite"
+    report = export_cascade_tflite(musica, path, data_dir=w300_dir)
+    return path, report
+
+
+def test_cascade_export_passes_parity_per_stage(exported):
+    path, report = exported
+    assert path.is_file() and report.stages == 4
+    assert report.max_abs_diff <= 1e-4 and len(report.stage_diff) == 4
+    assert "300-W" in report.parity_source
+
+
+def test_exported_early_exit_runs_the_expected_stages_per_face(musica, exported, crops):
+    keras_runner = EarlyExitCascade(musica, compiled=False)
+    runner = ExportedCascade(exported[0], num_threads=1)
+    full = keras_runner.run(crops, float("-inf"))
+    # thresholds between the faces' own predicted errors: a mix of stop stages
+    errs = np.concatenate(full.stage_errors[:3])
+    thresholds = [float("inf"), float(np.quantile(errs, 0.6)), float(np.quantile(errs, 0.3)), float("-inf")]
+    seen_mixed = False
+    for th in thresholds:
+        ref = keras_runner.run(crops, th)
+        runner.reset_counters()
+        got = runner.run(crops, th)
+        np.testing.assert_array_equal(got.stopped_at, ref.stopped_at)
+        np.testing.assert_array_equal(got.faces_per_stage, ref.faces_per_stage)
+        # the exported stage functions really received only the still-active faces
+        np.testing.assert_array_equal(runner.rows_run, ref.faces_per_stage)
+        np.testing.assert_allclose(got.landmarks, ref.landmarks, atol=1e-4)
+        seen_mixed |= len(np.unique(ref.stopped_at)) > 1
+    assert seen_mixed, "no threshold split the faces across stages; the test would be trivial"
+    runner.reset_counters()
+    assert runner.run(crops, float("inf")).faces_per_stage.tolist() == [len(crops), 0, 0, 0]
+    assert runner.rows_run.tolist() == [len(crops), 0, 0, 0]
+    runner.reset_counters()
+    runner.run(crops[:1], float("-inf"))
+    assert runner.rows_run.tolist() == [1, 1, 1, 1]
+
+
+def test_exported_cascade_is_callable_like_a_model(musica, exported, crops):
+    runner = ExportedCascade(exported[0], threshold=float("-inf"))
+    out = runner(crops[:3])
+    ref = keras.ops.convert_to_numpy(musica(crops[:3], training=False)["landmarks"])
+    assert out.shape == (3, 136) and runner.input_shape == (None, 128, 128, 3)
+    np.testing.assert_allclose(out, ref, atol=1e-4)
+    with pytest.raises(ValueError, match="expected a"):
+        runner(crops[:1, :64])
+
+
+def test_non_cascade_model_is_a_clear_error(tmp_path):
+    inp = keras.Input((32, 32, 3))
+    model = keras.Model(inp, keras.layers.Dense(136)(keras.layers.Flatten()(inp)))
+    with pytest.raises(ExportError, match="only MuSiCa"):
+        export_cascade_tflite(model, tmp_path / "x.tflite")
+    assert not (tmp_path / "x.tflite").exists()
+    (tmp_path / "bad.tflite").write_bytes(b"not a flatbuffer")
+    with pytest.raises(ValueError, match="bad.tflite"):
+        ExportedCascade(tmp_path / "bad.tflite")
