@@ -134,32 +134,3 @@ def read_mat_image(ref: str | os.PathLike) -> np.ndarray:
     if image.ndim not in (2, 3) or image.size == 0:
         raise LandmarkFileError(f"{ref}: not an image (shape {image.shape})")
     return np.ascontiguousarray(image)
-
-
-def write_v73(path: str | os.PathLike, variables: dict[str, Any], cells: dict[str, list[np.ndarray]]) -> None:
-    """Write a MATLAB v7.3 file the way MATLAB lays it out (512-byte header userblock,
-    column-major arrays, cell arrays as references into ``#refs#``); atomically.
-
-    ``variables``: numeric arrays in MATLAB's shape; ``cells``: ``K x 1`` cell arrays of
-    arrays (images). Used to build test fixtures in the official COFW layout.
-    """
-    import h5py
-
-    from acrloss.data_prep.formats import atomic_path
-
-    with atomic_path(path, suffix=".mat") as tmp:
-        with h5py.File(tmp, "w", userblock_size=512) as f:
-            refs = f.create_group("#refs#")
-            for name, arrays in cells.items():
-                ref_ds = f.create_dataset(name, shape=(1, len(arrays)), dtype=h5py.ref_dtype)  # MATLAB K x 1
-                for k, arr in enumerate(arrays):
-                    d = refs.create_dataset(f"{name}_{k}", data=np.asarray(arr).T)
-                    d.attrs["MATLAB_class"] = np.bytes_("uint8" if np.asarray(arr).dtype == np.uint8 else "double")
-                    ref_ds[0, k] = d.ref
-                ref_ds.attrs["MATLAB_class"] = np.bytes_("cell")
-            for name, arr in variables.items():
-                d = f.create_dataset(name, data=np.asarray(arr, dtype=np.float64).T)
-                d.attrs["MATLAB_class"] = np.bytes_("double")
-        header = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Thu Jan  1 00:00:00 2015 HDF5 schema 1.00 ."
-        with open(tmp, "r+b") as fh:
-            fh.write(header.ljust(116, b" ") + b"\x00" * 8 + b"\x00\x02" + b"IM")

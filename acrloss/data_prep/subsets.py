@@ -34,6 +34,10 @@ SUBSET_NAMES: dict[DatasetName, tuple[str, ...]] = {
     DatasetName.aflw: aflw.SUBSETS,
 }
 
+#: names used in messages
+DISPLAY = {DatasetName.w300: "300-W", DatasetName.wflw: "WFLW", DatasetName.cofw: "COFW", DatasetName.cofw68: "COFW-68",
+           DatasetName.aflw: "AFLW"}
+
 
 def check_subset(dataset: str | DatasetName, subset: str) -> str:
     """The canonical name of ``subset`` of ``dataset`` (``ValueError`` if unknown)."""
@@ -44,7 +48,7 @@ def check_subset(dataset: str | DatasetName, subset: str) -> str:
         return wflw.subset_name(subset)
     names = SUBSET_NAMES[dataset]
     if str(subset).lower() not in names:
-        raise ValueError(f"unknown {dataset_spec(dataset).name} subset {subset!r}; choose one of {list(names)}")
+        raise ValueError(f"unknown {DISPLAY[dataset]} subset {subset!r}; choose one of {list(names)}")
     return str(subset).lower()
 
 
@@ -82,7 +86,7 @@ def load_subset(dataset: str | DatasetName, data_dir: str | os.PathLike, subset:
     if dataset in USER_DATASETS:
         return user_samples(dataset, data_dir, num_points)
     if data_dir is None or not Path(data_dir).exists():
-        raise SubsetNotFoundError(f"{dataset_spec(dataset).name} data folder {data_dir} not found")
+        raise SubsetNotFoundError(f"{DISPLAY[dataset]} data folder {data_dir} not found")
     if dataset is DatasetName.w300:
         return w300_subset(data_dir, name)
     if dataset is DatasetName.wflw:
