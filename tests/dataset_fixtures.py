@@ -164,3 +164,47 @@ def build_cofw68(root: Path) -> tuple[Path, list[dict], list[np.ndarray]]:
         (root / "test_annotations").mkdir(exist_ok=True)
         savemat(root / "test_annotations" / f"{i + 1}_points.mat", {"Points": face["points"] + 1.0, "Occ": occ[:, None]})
     return root, faces, occs
+
+
+# ------------------------------------------------------------------ a tiny 98-point set
+def build_wflw_synthetic(root: Path, train_copies: int = 6, test_copies: int = 2, size: int = 128, seed: int = 0) -> Path:
+    """A small WFLW folder in the official layout made of augmented copies of the four real
+    WFLW sample faces: each face is cut out (a square of twice its landmark extent, ``size``
+    px), then every copy gets its own rotation (+-15 deg), scale, shift and brightness, the
+    98 points moved with it. The test list cycles :data:`WFLW_FLAGS`, so every attribute
+    subset holds faces."""
+    rng = np.random.default_rng(seed)
+    faces = sample_faces("wflw")
+    groups: dict[str, list[dict]] = {"train": [], "test": []}
+    flags: list[list[int]] = []
+    for k, face in enumerate(faces):
+        image = cv2.imread(str(face["image"]), cv2.IMREAD_COLOR)
+        pts = face["points"]
+        centre = (pts.min(0) + pts.max(0)) / 2
+        side = 2.0 * float((pts.max(0) - pts.min(0)).max())
+        for split, copies in (("train", train_copies), ("test", test_copies)):
+            for c in range(copies):
+                angle = rng.uniform(-15, 15)
+                scale = size / side * rng.uniform(0.9, 1.1)
+                m = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), angle, scale)
+                m[:, 2] += (size - 1) / 2 - centre + rng.uniform(-5, 5, 2)
+                crop = cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+                crop = np.clip(crop.astype(np.float32) * rng.uniform(0.8, 1.2), 0, 255).astype(np.uint8)
+                rel = f"synthetic/{split}_{k}_{c}.jpg"
+                path = root / "WFLW_images" / rel
+                path.parent.mkdir(parents=True, exist_ok=True)
+                cv2.imwrite(str(path), crop, [cv2.IMWRITE_JPEG_QUALITY, 95])
+                moved = pts @ m[:, :2].T + m[:, 2]
+                lo, hi = moved.min(0), moved.max(0)
+                groups[split].append({"image": path, "points": moved, "bbox": [*lo, *(hi - lo)], "rel": rel})
+                if split == "test":
+                    flags.append(WFLW_FLAGS[k])
+    lists = root / "WFLW_annotations" / "list_98pt_rect_attr_train_test"
+    lists.mkdir(parents=True, exist_ok=True)
+    for split, group in groups.items():
+        lines = []
+        for i, f in enumerate(group):
+            x, y, w, h = f["bbox"]
+            lines.append(wflw_line(f["points"], [x, y, x + w, y + h], flags[i] if split == "test" else [0] * 6, f["rel"]))
+        (lists / f"list_98pt_rect_attr_{split}.txt").write_text("\n".join(lines) + "\n")
+    return root
