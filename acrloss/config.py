@@ -290,7 +290,7 @@ class TrainConfig:
     # user data only (dataset images / coco; acrloss.config.user_spec): the horizontal mirror
     # map (None: flips disabled, except 68 points, which default to the 300-W scheme) and the
     # NME normalization (a pair of point indices or "box"; None: "box")
-    user_mirror: list[int] | None = None
+    user_mirror: list[int] | str | None = None  # a map, "none", or None (not given)
     user_norm_points: list[int] | str | None = None
     crop: CropConfig = field(default_factory=CropConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)

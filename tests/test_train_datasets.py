@@ -89,7 +89,7 @@ def test_two_epochs_and_test_on_98_points_tensorflow(arch, wflw98, tmp_path, mon
     assert (tmp_path / "eval" / "per_face.csv").is_file()
     if arch == "mnv2":  # a 98-point model on the 29-point COFW: a clear point-count error
         cofw = build_cofw_official(tmp_path / "cofw")
-        with pytest.raises(ValueError, match=r"best.h5: model gives 98 points, expected 29"):
+        with pytest.raises(ValueError, match=r"best.h5: the model predicts 98 points; cofw has 29 \(wrong point count\)"):
             evaluation.Test().test_model(ds_name="cofw", pretrained_model_path=model_path, data_dir=cofw)
         with pytest.raises(ValueError, match=r"unknown WFLW subset 'smile'"):
             evaluation.Test().test_model(ds_name="wflw", pretrained_model_path=model_path, data_dir=wflw98,
@@ -149,3 +149,30 @@ def test_train_cli_on_cofw_mat_and_aflw_json(dataset, tmp_path, monkeypatch):
         assert set(result["subsets"]) == {"full", "frontal"} and result["subsets"]["frontal"]["n"] == 1
         assert "fr7" in result["subsets"]["full"] and result["normalization"].startswith("face box size")
         assert "FR@7" in evaluation.format_table(result)
+
+
+@pytest.mark.parametrize("mirror", ["none", "[1, 0, 2, 4, 3]"])
+def test_user_folder_of_five_point_pts_trains_and_tests(mirror, wflw98, tmp_path, monkeypatch):
+    """A user's own data of another point count: 5 points (eye corners, nose tip, mouth
+    corners) as .pts beside the images; with no mirror map flips are turned off and recorded."""
+    from acrloss.data_prep.formats import write_pts
+    from acrloss.train import main as train_main
+    from dataset_fixtures import link
+
+    monkeypatch.setenv("ACRLOSS_QUIET", "1")
+    keep = [60, 72, 54, 76, 82]
+    for split, folder in (("train", tmp_path / "mine"), ("test", tmp_path / "mine_test")):
+        for k, s in enumerate(load_split("wflw", wflw98, split)):
+            image = link(Path(s.image_path), folder / f"{k:03d}.jpg")
+            write_pts(image.with_suffix(".pts"), s.points[keep])
+    save = tmp_path / "run"
+    summary = train_main(["--arch", "mnv2", "--alpha", "0.35", "--dataset", "images", "--data-dir", str(tmp_path / "mine"),
+                          "--epochs", "1", "--input-size", "32", "--batch-size", "8", "--workers", "1", "--mirror", mirror,
+                          "--norm-points", "0", "1", "--save-path", str(save)])
+    assert summary["train_faces"] + summary["val_faces"] == 24
+    config = json.loads((save / "config.json").read_text())
+    assert config["augment"]["flip_prob"] == (0.0 if mirror == "none" else 0.5)
+    result = evaluation.main(["--model", str(save / "best.h5"), "--images", str(tmp_path / "mine_test"),
+                              "--norm-points", "0", "1", "--json", str(tmp_path / "eval.json")])
+    assert result["subsets"]["images"]["n"] == 8 and result["normalization"] == "points (0, 1)"
+    assert math.isfinite(result["subsets"]["images"]["nme"])
