@@ -20,7 +20,7 @@ import keras
 import numpy as np
 
 from acrloss.callbacks import BestCheckpoint, CurriculumCallback, OptimizerStateBackup, cosine_lr
-from acrloss.config import AugmentConfig, CropConfig, CurriculumConfig, DatasetName, ModelArch, TrainConfig, dataset_spec
+from acrloss.config import AugmentConfig, CropConfig, CurriculumConfig, DatasetName, ModelArch, TrainConfig
 from acrloss.data_prep.datasets import load_split, train_val_split
 from acrloss.data_prep.subsets import resolve_spec
 from acrloss.data_prep.formats import atomic_write_bytes

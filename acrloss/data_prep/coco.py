@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -152,30 +152,3 @@ def read_coco(
     if not samples:
         raise _fail(path, f"no usable face ({skipped} with unlabelled points skipped)")
     return samples
-
-
-def write_coco(path: str | os.PathLike, samples: Sequence[Sample], image_root: str | os.PathLike) -> None:
-    """Write samples as a COCO-style keypoint JSON (atomically), ``file_name`` relative to
-    ``image_root``; ``v`` is 2 / 1 for visible / occluded points when ``visible`` is set, else 1."""
-    from acrloss.data_prep.formats import atomic_write_bytes
-
-    image_root = Path(image_root)
-    images, annotations, ids = [], [], {}
-    for k, s in enumerate(samples):
-        rel = os.path.relpath(s.image_path, image_root)
-        if rel not in ids:
-            ids[rel] = len(ids) + 1
-            images.append({"id": ids[rel], "file_name": rel})
-        vis = np.ones(len(s.points)) if s.visible is None else np.where(np.asarray(s.visible), 2.0, 1.0)
-        kp = np.concatenate([np.asarray(s.points, dtype=np.float64), vis[:, None]], axis=1)
-        ann: dict[str, Any] = {"id": k + 1, "image_id": ids[rel], "category_id": 1, "iscrowd": 0,
-                               "num_keypoints": int(len(kp)), "keypoints": kp.reshape(-1).tolist()}
-        if s.box is not None:
-            x0, y0, x1, y1 = (float(v) for v in s.box)
-            ann["bbox"] = [x0, y0, x1 - x0, y1 - y0]
-        if s.norm is not None:
-            ann["box_size"] = float(s.norm)
-        annotations.append(ann)
-    doc = {"images": images, "annotations": annotations,
-           "categories": [{"id": 1, "name": "face", "supercategory": "person", "keypoints": [], "skeleton": []}]}
-    atomic_write_bytes(path, json.dumps(doc).encode())

@@ -150,19 +150,3 @@ def wflw_subset(data_dir: str | os.PathLike, subset: str) -> list[Sample]:
         kind = "attribute file" if name in ATTRIBUTES else "annotation file"
         raise SubsetNotFoundError(f"{name}: WFLW {kind} {json_path} not found")
     return read_coco(json_path, data_dir / "images", num_points=NUM_POINTS, dataset="WFLW")
-
-
-def write_wflw_list(path: str | os.PathLike, samples: list[Sample], flags: np.ndarray, image_root: str | os.PathLike) -> None:
-    """Write samples in the official list layout (atomically): 196 coordinates, the box
-    (``x_min y_min x_max y_max``; the landmark extent when a sample has none), six flags, the
-    image path relative to ``image_root``."""
-    from acrloss.data_prep.crop import face_box
-    from acrloss.data_prep.formats import atomic_write_bytes
-
-    lines = []
-    for s, f in zip(samples, np.asarray(flags).reshape(len(samples), 6)):
-        box = face_box(s.points) if s.box is None else np.asarray(s.box, dtype=np.float64)
-        values = [repr(float(v)) for v in np.asarray(s.points, dtype=np.float64).reshape(-1)]
-        values += [repr(float(v)) for v in box] + [str(int(v)) for v in f]
-        lines.append(" ".join(values + [os.path.relpath(s.image_path, image_root).replace(os.sep, "/")]))
-    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
