@@ -13,6 +13,7 @@ side ``S`` pixels: ``n = (p + 0.5) / S - 0.5`` so the crop's outer pixel edges s
 """
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -28,7 +29,10 @@ class DatasetName(str, enum.Enum):
     w300 = "300w"
     cofw = "cofw"
     wflw = "wflw"
+    aflw = "aflw"  # AFLW-19 (mmpose COCO-style JSON)
+    cofw68 = "cofw68"  # COFW test images with the 68-point labels of the COFW-68 benchmark (test only)
     images = "images"  # any folder of images with a .pts beside each
+    coco = "coco"  # one COCO-style face-keypoint JSON file (any point count)
 
     @classmethod
     def parse(cls, value: "str | DatasetName") -> "DatasetName":
@@ -75,33 +79,148 @@ def _mirror_68() -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """What a dataset's landmark scheme looks like."""
+    """What a dataset's landmark scheme looks like.
+
+    ``norm_points`` is either a pair ``(a, b)``, whose ground-truth distance normalizes the
+    NME, or ``"box"``: each face's box size (the annotated size when the reader gives one,
+    :attr:`acrloss.data_prep.datasets.Sample.norm`, else ``sqrt(w * h)`` of the landmark
+    extent; training-time metrics always use the landmark extent). ``mirror`` is ``None``
+    for a scheme without a known mirror map (horizontal flips are then disabled).
+    ``failure_threshold`` (a fraction) sets the FR / AUC cut-off reported by ``Test``.
+    ``test_subsets`` are the subsets ``Test`` evaluates by default; ``source`` names where
+    the conventions come from.
+    """
 
     name: str
     num_points: int
-    mirror: tuple[int, ...]
-    norm_points: tuple[int, int]  # NME normalization: distance between these two points
+    mirror: tuple[int, ...] | None
+    norm_points: "tuple[int, int] | str"
     norm_name: str
+    failure_threshold: float = 0.10
+    test_subsets: tuple[str, ...] = ()
+    eye_corners: tuple[int, int] | None = None  # (image-left, image-right) outer eye corners of a frontal face
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        n = int(self.num_points)
+        if n <= 0:
+            raise ValueError(f"dataset spec {self.name!r}: num_points must be positive, got {self.num_points!r}")
+        if self.mirror is not None:
+            check_mirror(self.mirror, n, self.name)
+        if isinstance(self.norm_points, str):
+            if self.norm_points != "box":
+                raise ValueError(f"dataset spec {self.name!r}: norm_points must be a pair of indices or 'box'")
+        else:
+            a, b = (int(i) for i in self.norm_points)
+            if not (0 <= a < n and 0 <= b < n) or a == b:
+                raise ValueError(f"dataset spec {self.name!r}: norm_points {tuple(self.norm_points)} invalid for {n} points")
+        if not 0 < float(self.failure_threshold) < 1:
+            raise ValueError(f"dataset spec {self.name!r}: failure_threshold must be a fraction in (0, 1)")
 
     @property
     def num_coords(self) -> int:
         return 2 * self.num_points
 
 
-W300_SPEC = DatasetSpec("300w", 68, _mirror_68(), (36, 45), "outer eye corners (36, 45)")
+def check_mirror(mirror: Sequence[int], num_points: int, name: str = "mirror map") -> tuple[int, ...]:
+    """Validate a horizontal mirror map: a permutation of ``range(num_points)`` that is its own
+    inverse (applying it twice is the identity). Returns it as a tuple of ints."""
+    m = tuple(int(i) for i in mirror)
+    if len(m) != num_points or sorted(m) != list(range(num_points)):
+        raise ValueError(f"{name}: the mirror map must be a permutation of 0..{num_points - 1} "
+                         f"({len(m)} entries given)")
+    bad = [i for i in range(num_points) if m[m[i]] != i]
+    if bad:
+        raise ValueError(f"{name}: the mirror map is not its own inverse at indices {bad[:10]}")
+    return m
+
+
+def mirror_from_pairs(num_points: int, pairs: Sequence[tuple[int, int]]) -> tuple[int, ...]:
+    """A mirror map of ``num_points`` points that swaps each ``(a, b)`` pair (others stay)."""
+    m = list(range(num_points))
+    for a, b in pairs:
+        m[a], m[b] = b, a
+    return tuple(m)
+
+
+# WFLW 98 points: the mirror pairs of mmpose's configs/_base_/datasets/wflw.py ("swap"
+# entries); NME normalized by the outer eye corners 60 / 72 (mmpose
+# evaluation.metrics.NME.DEFAULT_KEYPOINT_INDICES["wflw"]), FR / AUC at 10 %.
+_WFLW_PAIRS = ([(i, 32 - i) for i in range(16)]  # face contour 0-32, 16 is the chin
+               + [(33, 46), (34, 45), (35, 44), (36, 43), (37, 42), (38, 50), (39, 49), (40, 48), (41, 47)]  # brows
+               + [(55, 59), (56, 58)]  # nose base (51-54 bridge and 57 stay)
+               + [(60, 72), (61, 71), (62, 70), (63, 69), (64, 68), (65, 75), (66, 74), (67, 73)]  # eyes
+               + [(76, 82), (77, 81), (78, 80), (83, 87), (84, 86), (88, 92), (89, 91), (93, 95)]  # mouth
+               + [(96, 97)])  # pupils
+# COFW 29 points: mmpose's configs/_base_/datasets/cofw.py; NME by points 8 / 9 (mmpose
+# DEFAULT_KEYPOINT_INDICES["cofw"], the outer eye corners), FR / AUC at 10 %.
+_COFW_PAIRS = [(0, 1), (2, 3), (4, 6), (5, 7), (8, 9), (10, 11), (12, 14), (13, 15), (16, 17), (18, 19), (22, 23)]
+# AFLW-19: mmpose's configs/_base_/datasets/aflw.py; NME by the face box size (mmpose's
+# AFLWDataset "box_size" annotation, NME(norm_mode="use_norm_item", norm_item="box_size")),
+# FR / AUC at 7 % (the AUC@7 of the AFLW-19 literature).
+_AFLW_PAIRS = [(0, 5), (1, 4), (2, 3), (6, 11), (7, 10), (8, 9), (12, 14), (15, 17)]
+
+W300_SPEC = DatasetSpec("300w", 68, _mirror_68(), (36, 45), "outer eye corners (36, 45)",
+                        test_subsets=("common", "challenging", "full"), eye_corners=(36, 45),
+                        source="iBUG 300-W; mmpose NME.DEFAULT_KEYPOINT_INDICES['300w'] = [36, 45]")
+WFLW_SPEC = DatasetSpec("wflw", 98, mirror_from_pairs(98, _WFLW_PAIRS), (60, 72), "outer eye corners (60, 72)",
+                        test_subsets=("test", "pose", "expression", "illumination", "makeup", "occlusion", "blur"),
+                        eye_corners=(60, 72),
+                        source="mmpose configs/_base_/datasets/wflw.py (flip pairs); NME.DEFAULT_KEYPOINT_INDICES['wflw'] = [60, 72]")
+COFW_SPEC = DatasetSpec("cofw", 29, mirror_from_pairs(29, _COFW_PAIRS), (8, 9), "outer eye corners (8, 9)",
+                        test_subsets=("test",), eye_corners=(8, 9),
+                        source="mmpose configs/_base_/datasets/cofw.py (flip pairs); NME.DEFAULT_KEYPOINT_INDICES['cofw'] = [8, 9]")
+AFLW_SPEC = DatasetSpec("aflw", 19, mirror_from_pairs(19, _AFLW_PAIRS), "box", "face box size (annotated box_size)",
+                        failure_threshold=0.07, test_subsets=("full", "frontal"), eye_corners=(6, 11),
+                        source="mmpose configs/_base_/datasets/aflw.py (flip pairs); AFLWDataset box_size + NME(norm_item='box_size')")
+COFW68_SPEC = DatasetSpec("cofw68", 68, _mirror_68(), (36, 45), "outer eye corners (36, 45)",
+                          test_subsets=("test",), eye_corners=(36, 45),
+                          source="COFW-68 (Ghiasi & Fowlkes 2015) labels in the iBUG 68-point scheme; normalized as 300-W")
 
 DATASET_SPECS: dict[DatasetName, DatasetSpec] = {
     DatasetName.w300: W300_SPEC,
-    DatasetName.images: W300_SPEC,
+    DatasetName.wflw: WFLW_SPEC,
+    DatasetName.cofw: COFW_SPEC,
+    DatasetName.aflw: AFLW_SPEC,
+    DatasetName.cofw68: COFW68_SPEC,
+    DatasetName.images: W300_SPEC,  # a user folder of 68-point .pts; other counts: user_spec()
+    DatasetName.coco: W300_SPEC,  # a user COCO JSON of 68 points; other counts: user_spec()
 }
+
+#: datasets whose point scheme is the user's (read from the files): see :func:`user_spec`
+USER_DATASETS = (DatasetName.images, DatasetName.coco)
 
 
 def dataset_spec(name: "str | DatasetName") -> DatasetSpec:
-    """The :class:`DatasetSpec` for a dataset name."""
+    """The :class:`DatasetSpec` for a dataset name (user datasets: the 68-point default,
+    see :func:`user_spec` for other point counts)."""
     name = DatasetName.parse(name)
     if name not in DATASET_SPECS:
         raise NotImplementedError(f"dataset {name.value!r} has no landmark specification yet")
     return DATASET_SPECS[name]
+
+
+def user_spec(num_points: int, mirror: "Sequence[int] | str | None" = None, norm_points: "Sequence[int] | str | None" = None,
+              failure_threshold: float = 0.10, name: str = "user") -> DatasetSpec:
+    """The spec of a user's own data (a folder of ``.pts`` or one COCO JSON) of any point count.
+
+    ``mirror``: the horizontal mirror map, ``"none"`` (no map: flips are disabled) or ``None``
+    (not given: no map either); ``norm_points``: a pair of indices or ``"box"``. With 68
+    points and neither given, the 300-W scheme (mirror map, outer eye corners 36 / 45) is
+    assumed; otherwise a missing ``norm_points`` means ``"box"`` (the landmark extent's
+    ``sqrt(w * h)``).
+    """
+    n = int(num_points)
+    if n == 68 and mirror is None and norm_points is None:
+        return dataclasses.replace(W300_SPEC, name=name, test_subsets=())
+    if isinstance(mirror, str):
+        if mirror.lower() != "none":
+            raise ValueError(f"{name}: mirror must be a list of point indices or 'none', got {mirror!r}")
+        mirror = None
+    norm = "box" if norm_points is None else (norm_points if isinstance(norm_points, str) else tuple(int(i) for i in norm_points))
+    norm_name = "landmark box size sqrt(w*h)" if norm == "box" else f"points {norm}"
+    return DatasetSpec(name, n, None if mirror is None else check_mirror(mirror, n, f"{name} mirror map"), norm, norm_name,
+                       failure_threshold=failure_threshold, source="given by the user")
 
 
 @dataclass
@@ -172,6 +291,11 @@ class TrainConfig:
     # acrloss.models.musica.build_musica keywords (e.g. {"hidden_units": 128})
     musica_error_weight: float = 0.1
     musica_options: dict = field(default_factory=dict)
+    # user data only (dataset images / coco; acrloss.config.user_spec): the horizontal mirror
+    # map (None: flips disabled, except 68 points, which default to the 300-W scheme) and the
+    # NME normalization (a pair of point indices or "box"; None: "box")
+    user_mirror: list[int] | str | None = None  # a map, "none", or None (not given)
+    user_norm_points: list[int] | str | None = None
     crop: CropConfig = field(default_factory=CropConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)

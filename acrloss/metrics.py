@@ -31,6 +31,9 @@ __all__ = [
     "summarize",
     "plot_ced",
     "NMEMetric",
+    "parse_norm",
+    "box_sizes",
+    "face_norm",
 ]
 
 
@@ -44,13 +47,37 @@ def _as_points(x: np.ndarray, name: str) -> np.ndarray:
     return arr
 
 
-def nme(pred: np.ndarray, gt: np.ndarray, norm_points: Sequence[int] = (36, 45)) -> np.ndarray:
+def parse_norm(norm_points: "Sequence[int] | str") -> "tuple[int, int] | str":
+    """A normalization spec as ``(a, b)`` ints or ``"box"`` (see :func:`nme`)."""
+    if isinstance(norm_points, str):
+        if norm_points != "box":
+            raise ValueError(f"normalization must be a pair of point indices or 'box', got {norm_points!r}")
+        return "box"
+    a, b = (int(i) for i in norm_points)
+    return a, b
+
+
+def box_sizes(points: np.ndarray) -> np.ndarray:
+    """``sqrt(w * h)`` of each face's landmark extent; ``points`` ``(M, N, 2)``."""
+    g = _as_points(points, "points")
+    wh = g.max(axis=1) - g.min(axis=1)
+    return np.sqrt(wh[:, 0] * wh[:, 1])
+
+
+def nme(pred: np.ndarray, gt: np.ndarray, norm_points: "Sequence[int] | str" = (36, 45),
+        norm_lengths: np.ndarray | None = None, mask: np.ndarray | None = None) -> np.ndarray:
     """Per-face normalized mean error (a fraction; multiply by 100 for percent).
 
     Args:
         pred: ``(M, N, 2)`` predicted points (flattened ``(M, 2N)`` also accepted).
         gt: ``(M, N, 2)`` ground truth, same shape.
-        norm_points: indices ``(a, b)`` whose ground-truth distance normalizes the error.
+        norm_points: indices ``(a, b)`` whose ground-truth distance normalizes the error,
+            or ``"box"``: each face's box size, ``norm_lengths`` when given, else
+            ``sqrt(w * h)`` of the ground-truth landmark extent.
+        norm_lengths: ``(M,)`` per-face normalization lengths for ``"box"`` (e.g. AFLW's
+            annotated ``box_size``); an error with a point pair.
+        mask: optional ``(M, N)`` boolean: average only over the points where it is true
+            (e.g. COFW's visible or occluded points); a face with no such point gives NaN.
 
     Returns:
         float64 ``(M,)``.
@@ -62,19 +89,38 @@ def nme(pred: np.ndarray, gt: np.ndarray, norm_points: Sequence[int] = (36, 45))
     p, g = _as_points(pred, "pred"), _as_points(gt, "gt")
     if p.shape != g.shape:
         raise ValueError(f"pred {p.shape} and gt {g.shape} differ in shape")
-    a, b = (int(i) for i in norm_points)
+    norm = parse_norm(norm_points)
     n = g.shape[1]
-    if not (-n <= a < n and -n <= b < n):
-        raise ValueError(f"norm_points {tuple(norm_points)} out of range for {n} points")
-    dist = np.linalg.norm(g[:, a] - g[:, b], axis=-1)
+    if norm == "box":
+        if norm_lengths is None:
+            dist = box_sizes(g)
+        else:
+            dist = np.asarray(norm_lengths, dtype=np.float64).reshape(-1)
+            if dist.shape != (g.shape[0],):
+                raise ValueError(f"norm_lengths has {dist.size} values for {g.shape[0]} faces")
+        what = "box size"
+    else:
+        if norm_lengths is not None:
+            raise ValueError("norm_lengths is only used with norm_points='box'")
+        a, b = norm
+        if not (-n <= a < n and -n <= b < n):
+            raise ValueError(f"norm_points {tuple(norm)} out of range for {n} points")
+        dist = np.linalg.norm(g[:, a] - g[:, b], axis=-1)
+        what = f"distance between points {a} and {b}"
     bad = np.flatnonzero(~(dist > 0.0))
     if bad.size:
         shown = ", ".join(str(i) for i in bad[:10]) + (" ..." if bad.size > 10 else "")
-        raise ValueError(
-            f"zero normalization distance between points {a} and {b} for "
-            f"{bad.size} face(s): index {shown}"
-        )
-    err = np.linalg.norm(p - g, axis=-1).mean(axis=1)
+        raise ValueError(f"zero normalization {what} for {bad.size} face(s): index {shown}")
+    per_point = np.linalg.norm(p - g, axis=-1)
+    if mask is None:
+        err = per_point.mean(axis=1)
+    else:
+        m = np.asarray(mask, dtype=bool)
+        if m.shape != per_point.shape:
+            raise ValueError(f"mask {m.shape} does not match the points {per_point.shape}")
+        count = m.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            err = np.where(count > 0, (per_point * m).sum(axis=1) / np.maximum(count, 1), np.nan)
     return err / dist
 
 
@@ -184,32 +230,51 @@ def plot_ced(curves: Mapping[str, np.ndarray], path: "str | os.PathLike[str]",
 
 
 # --------------------------------------------------------------------------- Keras
+def face_norm(gt: Any, norm_points: "tuple[int, int] | str") -> Any:
+    """Per-face normalization length of ``gt`` ``(B, N, 2)`` (a ``keras.ops`` tensor): the
+    distance between points ``(a, b)``, or for ``"box"`` ``sqrt(w * h)`` of the landmark
+    extent (training never sees annotated box sizes)."""
+    if norm_points == "box":
+        wh = ops.max(gt, axis=1) - ops.min(gt, axis=1)
+        return ops.sqrt(ops.maximum(wh[:, 0] * wh[:, 1], 0.0))
+    a, b = norm_points
+    return ops.sqrt(ops.sum(ops.square(gt[:, a, :] - gt[:, b, :]), axis=-1))
+
+
+def norm_config(norm_points: "tuple[int, int] | str") -> "list[int] | str":
+    """The JSON form of a normalization spec (``get_config``)."""
+    return norm_points if isinstance(norm_points, str) else list(norm_points)
+
+
 @keras.saving.register_keras_serializable(package="acrloss")
 class NMEMetric(keras.metrics.Metric):
     """Mean NME (in percent) over all faces seen, from flattened normalized coordinates.
 
     ``y_true`` is ``(B, 2N)`` or the packed ACR target ``(B, 4N)`` (only the first ``2N``
     columns, the points, are used); ``y_pred`` is ``(B, 2N)``. Both are
-    ``[x0, y0, x1, y1, ...]``. The normalization distance comes from ``y_true``. A face
+    ``[x0, y0, x1, y1, ...]``. The normalization distance comes from ``y_true`` (the pair's
+    distance, or for ``norm_points="box"`` the landmark extent's ``sqrt(w * h)``). A face
     whose normalization distance is zero cannot be scored and is left out (weight 0).
 
     Args:
         num_points: ``N``.
-        norm_points: indices ``(a, b)`` of the normalization points.
+        norm_points: indices ``(a, b)`` of the normalization points, or ``"box"``.
         name: metric name.
         dtype: metric dtype.
     """
 
-    def __init__(self, num_points: int = 68, norm_points: Sequence[int] = (36, 45),
+    def __init__(self, num_points: int = 68, norm_points: "Sequence[int] | str" = (36, 45),
                  name: str = "nme", dtype: Any = None) -> None:
         super().__init__(name=name, dtype=dtype)
         self.num_points = int(num_points)
         if self.num_points <= 0:
             raise ValueError(f"num_points must be positive, got {num_points!r}")
-        a, b = (int(i) for i in norm_points)
-        if not (0 <= a < self.num_points and 0 <= b < self.num_points) or a == b:
-            raise ValueError(f"norm_points {tuple(norm_points)} invalid for {self.num_points} points")
-        self.norm_points = (a, b)
+        norm = parse_norm(norm_points)
+        if norm != "box":
+            a, b = norm
+            if not (0 <= a < self.num_points and 0 <= b < self.num_points) or a == b:
+                raise ValueError(f"norm_points {tuple(norm_points)} invalid for {self.num_points} points")
+        self.norm_points = norm
         self.total = self.add_variable(shape=(), initializer="zeros", name="total")
         self.count = self.add_variable(shape=(), initializer="zeros", name="count")
 
@@ -227,8 +292,7 @@ class NMEMetric(keras.metrics.Metric):
         pr = ops.reshape(y_pred, (-1, self.num_points, 2))
 
         err = ops.mean(ops.sqrt(ops.sum(ops.square(pr - gt), axis=-1)), axis=-1)
-        a, b = self.norm_points
-        norm = ops.sqrt(ops.sum(ops.square(gt[:, a, :] - gt[:, b, :]), axis=-1))
+        norm = face_norm(gt, self.norm_points)
         valid = norm > 0.0
         face_nme = ops.where(valid, err / ops.where(valid, norm, ops.ones_like(norm)), ops.zeros_like(err))
         weight = ops.cast(valid, self.dtype)
@@ -249,5 +313,5 @@ class NMEMetric(keras.metrics.Metric):
     def get_config(self) -> dict[str, Any]:
         """Serializable configuration."""
         config = super().get_config()
-        config.update({"num_points": self.num_points, "norm_points": list(self.norm_points)})
+        config.update({"num_points": self.num_points, "norm_points": norm_config(self.norm_points)})
         return config

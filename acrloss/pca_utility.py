@@ -33,7 +33,7 @@ import numpy as np
 
 from acrloss.data_prep.formats import save_npy_atomic
 
-from acrloss.config import DatasetName, dataset_spec
+from acrloss.config import USER_DATASETS, DatasetName, dataset_spec
 
 __all__ = [
     "PCAModel",
@@ -427,6 +427,8 @@ class PCAUtility:
 
 
 def _expected_num_coords(dataset_name: "str | DatasetName") -> int | None:
+    if DatasetName.parse(dataset_name) in USER_DATASETS:  # any point count: the first file decides
+        return None
     try:
         return dataset_spec(dataset_name).num_coords
     except NotImplementedError:

@@ -20,8 +20,9 @@ import keras
 import numpy as np
 
 from acrloss.callbacks import BestCheckpoint, CurriculumCallback, OptimizerStateBackup, cosine_lr
-from acrloss.config import AugmentConfig, CropConfig, CurriculumConfig, DatasetName, ModelArch, TrainConfig, dataset_spec
+from acrloss.config import AugmentConfig, CropConfig, CurriculumConfig, DatasetName, ModelArch, TrainConfig
 from acrloss.data_prep.datasets import load_split, train_val_split
+from acrloss.data_prep.subsets import resolve_spec
 from acrloss.data_prep.formats import atomic_write_bytes
 from acrloss.data_prep.pipeline import LandmarkSequence, normalized_labels
 from acrloss.losses import get_loss
@@ -79,10 +80,10 @@ class Train:
                 setattr(cfg, key, value)
         self.config = cfg
         self.save_path = Path(save_path)
-        self.data_dir = data_dir or os.environ.get("ACRLOSS_300W")
+        self.data_dir = data_dir or (os.environ.get("ACRLOSS_300W") if cfg.dataset == DatasetName.w300.value else None)
         if self.data_dir is None:
-            raise ValueError("Train: give data_dir (or set ACRLOSS_300W) pointing at the 300-W folder")
-        self.spec = dataset_spec(cfg.dataset)
+            raise ValueError(f"Train: give data_dir (or set ACRLOSS_300W for 300-W) pointing at the {cfg.dataset} data")
+        self.spec = self._dataset_spec()
         self.model: keras.Model | None = None
         #: heatmap archs: the one codec that encodes the targets and decodes inside the model
         self.codec = None
@@ -91,6 +92,18 @@ class Train:
             self.codec = heatmap_model.train_codec(cfg.crop.input_size, cfg.heatmap_size, cfg.heatmap_sigma, cfg.decoder)
 
     # -- pieces ---------------------------------------------------------------------------
+    def _dataset_spec(self):
+        """The dataset's spec (user data: from its point count and the user_* settings); a
+        spec without mirror map turns flips off, recorded in the config."""
+        cfg = self.config
+        user = DatasetName.parse(cfg.dataset) in (DatasetName.images, DatasetName.coco)
+        samples = load_split(cfg.dataset, self.data_dir, "train") if user else None
+        spec = resolve_spec(cfg.dataset, samples, cfg.user_mirror, cfg.user_norm_points)
+        if spec.mirror is None and cfg.augment.flip_prob:
+            print(f"Train: no mirror map for this {spec.num_points}-point scheme: horizontal flips disabled (flip_prob 0)")
+            cfg.augment = dataclasses.replace(cfg.augment, flip_prob=0.0)
+        return spec
+
     def _samples(self):
         cfg = self.config
         samples = load_split(cfg.dataset, self.data_dir, "train")
@@ -225,8 +238,13 @@ def build_parser() -> argparse.ArgumentParser:
     d = TrainConfig()
     p = argparse.ArgumentParser(prog="acrloss-train", description="Train a face-alignment model with ACR Loss (or L2/L1).")
     p.add_argument("--arch", default=d.arch, choices=[a.value for a in ModelArch])
-    p.add_argument("--dataset", default=d.dataset, choices=[DatasetName.w300.value])
-    p.add_argument("--data-dir", default=os.environ.get("ACRLOSS_300W"), help="300-W folder (or env ACRLOSS_300W)")
+    p.add_argument("--dataset", default=d.dataset, choices=[n.value for n in DatasetName if n is not DatasetName.cofw68],
+                   help="300w | wflw | cofw | aflw (see docs/datasets.md) | images (a folder of images + .pts) | coco (one COCO JSON)")
+    p.add_argument("--data-dir", default=None, help="the dataset folder (300-W: or env ACRLOSS_300W); --dataset coco: the JSON file")
+    p.add_argument("--mirror", default=None, metavar="JSON|FILE|none",
+                   help="--dataset images/coco: the mirror map, a JSON list or a file holding one ('none': flips off)")
+    p.add_argument("--norm-points", nargs="+", default=None, metavar="A B | box",
+                   help="--dataset images/coco: NME normalization, two point indices or 'box' (default: box)")
     p.add_argument("--loss", default=d.loss, choices=["acr", "l2", "l1"])
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
@@ -261,8 +279,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     a = build_parser().parse_args(argv)
+    if a.data_dir is None and a.dataset == DatasetName.w300.value:
+        a.data_dir = os.environ.get("ACRLOSS_300W")
     if a.data_dir is None:
-        raise SystemExit("acrloss-train: give --data-dir (or set ACRLOSS_300W)")
+        raise SystemExit("acrloss-train: give --data-dir (or set ACRLOSS_300W for 300-W)")
+    from acrloss.data_prep.user_options import parse_mirror, parse_norm_points
+
+    user_mirror, user_norm = parse_mirror(a.mirror), parse_norm_points(a.norm_points)
     cfg = TrainConfig(
         loss=a.loss, epochs=a.epochs, batch_size=a.batch_size, learning_rate=a.lr, val_fraction=a.val_fraction,
         seed=a.seed, alpha=a.alpha, head=a.head, start=a.start, init_weights=a.init_weights, acr_lambda=a.acr_lambda, acr_scale=a.acr_scale, workers=a.workers, max_train_faces=a.max_train_faces,
@@ -271,6 +294,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         crop=CropConfig(input_size=a.input_size),
         augment=AugmentConfig.none() if a.no_augment else AugmentConfig(),
         curriculum=CurriculumConfig(levels=tuple(a.pca_levels)),
+        user_mirror=user_mirror, user_norm_points=user_norm,
     )
     summary = Train(a.arch, a.dataset, a.save_path, a.data_dir, config=cfg).train(resume=a.resume)
     print(json.dumps({k: v for k, v in summary.items() if k != "history"}, indent=1))

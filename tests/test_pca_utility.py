@@ -215,11 +215,13 @@ def test_wrong_length_file_error(tmp_path):
 def test_length_from_first_file_when_dataset_has_no_spec(tmp_path):
     faces = synthetic_faces(seed=10, m=10, n_points=5)
     write_faces(tmp_path, faces)
-    model = PCAUtility().create_pca_from_npy("cofw", tmp_path, 100)
+    model = PCAUtility().create_pca_from_npy("images", tmp_path, 100)  # user data: any point count
     assert model.num_coords == 10
+    with pytest.raises(ValueError, match="expected 58"):  # COFW's spec fixes 29 points (issue 18)
+        PCAUtility().create_pca_from_npy("cofw", tmp_path, 100)
     np.save(tmp_path / "zz_odd.npy", np.zeros(12))
     with pytest.raises(ValueError, match="zz_odd.npy"):
-        PCAUtility().create_pca_from_npy("cofw", tmp_path, 100)
+        PCAUtility().create_pca_from_npy("images", tmp_path, 100)
 
 
 def test_nan_and_unreadable_file_errors(tmp_path):

@@ -8,18 +8,26 @@ from typing import Sequence
 
 import numpy as np
 
-from acrloss.config import DatasetName, dataset_spec
+from acrloss.config import DatasetName
 from acrloss.data_prep.formats import LandmarkFileError, read_pts
 from acrloss.data_prep.images import IMAGE_EXTENSIONS
 
 
 @dataclass
 class Sample:
-    """One annotated face: image path, 0-based (N, 2) points, optional (x0, y0, x1, y1) box."""
+    """One annotated face: image path, 0-based (N, 2) points, optional (x0, y0, x1, y1) box.
+
+    ``visible``: optional ``(N,)`` bool, the point is visible (``False``: labelled as
+    occluded, e.g. COFW); ``None`` when the source has no occlusion labels. ``norm``: an
+    annotated NME normalization length (AFLW's ``box_size``), used when the dataset's spec
+    normalizes by the box (``DatasetSpec.norm_points == "box"``).
+    """
 
     image_path: str
     points: np.ndarray
     box: np.ndarray | None = None
+    visible: np.ndarray | None = None
+    norm: float | None = None
 
     @property
     def name(self) -> str:
@@ -98,13 +106,14 @@ def available_subsets(data_dir: str | os.PathLike, names: Sequence[str] = ("comm
 
 
 def load_split(dataset: str | DatasetName, data_dir: str | os.PathLike, subset: str) -> list[Sample]:
-    """Samples of a dataset's subset; ``DatasetName.images`` reads any folder recursively."""
+    """Samples of a dataset's subset (:func:`acrloss.data_prep.subsets.load_subset`);
+    ``DatasetName.images`` reads any folder recursively (every face with the same point count)."""
     dataset = DatasetName.parse(dataset)
     if dataset is DatasetName.w300:
         return w300_subset(data_dir, subset)
-    if dataset is DatasetName.images:
-        return read_folder(data_dir, dataset_spec(dataset).num_points)
-    raise NotImplementedError(f"reader for {dataset.value} is not implemented yet")
+    from acrloss.data_prep.subsets import load_subset  # WFLW, COFW, COFW-68, AFLW, user folders / COCO JSON
+
+    return load_subset(dataset, data_dir, subset)
 
 
 def train_val_split(samples: Sequence[Sample], val_fraction: float = 0.1, seed: int = 0) -> tuple[list[Sample], list[Sample]]:

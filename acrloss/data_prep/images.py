@@ -31,7 +31,14 @@ def to_rgb(image: np.ndarray, source: str = "image") -> np.ndarray:
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as RGB uint8 ``(H, W, 3)``; greyscale and RGBA are converted."""
+    """Read an image file as RGB uint8 ``(H, W, 3)``; greyscale and RGBA are converted.
+
+    ``path`` may also name an image inside a MATLAB file, ``"file.mat::variable/index"``
+    (COFW, :mod:`acrloss.data_prep.matfile`)."""
+    from acrloss.data_prep.matfile import is_mat_ref, read_mat_image
+
+    if is_mat_ref(path):
+        return to_rgb(read_mat_image(path), str(path))
     path = Path(path)
     if not path.is_file():
         raise LandmarkFileError(f"{path}: image file not found")

@@ -30,7 +30,7 @@ def write_label_npys(samples: Sequence[Sample], out_dir: str | os.PathLike, crop
 
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="acrloss-prep", description="Write normalized landmark labels as .npy files.")
-    p.add_argument("--dataset", default="300w", help="300w or images")
+    p.add_argument("--dataset", default="300w", help="300w, wflw, cofw, cofw68, aflw, images or coco (docs/datasets.md)")
     p.add_argument("--data-dir", required=True)
     p.add_argument("--subset", default="train")
     p.add_argument("--out", required=True)

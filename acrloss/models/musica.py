@@ -108,11 +108,24 @@ DEFAULTS: dict[str, Any] = {
 
 #: an 18-point outline of the 68-point iBUG scheme (jaw, brows, nose, eye and mouth corners)
 COARSE_68 = (0, 4, 8, 12, 16, 19, 24, 27, 30, 33, 36, 39, 42, 45, 48, 51, 54, 57)
+#: a 19-point outline of the 98-point WFLW scheme (contour, brow ends, nose, eye corners, mouth)
+COARSE_98 = (0, 8, 16, 24, 32, 33, 37, 42, 46, 51, 54, 57, 60, 64, 68, 72, 76, 82, 85)
+
+
+def coarse_points(num_points: int) -> list[int]:
+    """The ``"coarse"`` subset: a hand-picked outline for 68 and 98 points; for other schemes
+    about a quarter of the points, evenly spread over the index range (at least 1)."""
+    if num_points == 68:
+        return list(COARSE_68)
+    if num_points == 98:
+        return list(COARSE_98)
+    k = max(1, int(round(num_points * 18 / 68)))
+    return sorted({int(round(v)) for v in np.linspace(0, num_points - 1, k)})
 
 
 def resolve_points(spec: str | Sequence[int], num_points: int) -> list[int]:
     """Point indices of a stage: ``"all"``, ``"half"`` (every other point), ``"coarse"``
-    (18 outline points; 68-point scheme only) or an explicit list of indices."""
+    (:func:`coarse_points`) or an explicit list of indices."""
     if isinstance(spec, str):
         key = spec.lower()
         if key == "all":
@@ -120,9 +133,7 @@ def resolve_points(spec: str | Sequence[int], num_points: int) -> list[int]:
         if key == "half":
             return list(range(0, num_points, 2))
         if key == "coarse":
-            if num_points != 68:
-                raise ValueError(f"point subset 'coarse' is defined for 68 points, not {num_points}")
-            return list(COARSE_68)
+            return coarse_points(num_points)
         raise ValueError(f"unknown point subset {spec!r}; use 'all', 'half', 'coarse' or a list of indices")
     idx = [int(i) for i in spec]
     if not idx or min(idx) < 0 or max(idx) >= num_points or len(set(idx)) != len(idx):
@@ -632,14 +643,26 @@ def stage_macs(model: keras.Model) -> list[int]:
 
 
 # --------------------------------------------------------------------------- training
+def _norm(norm_points: Any) -> Any:
+    """``(a, b)`` ints or ``"box"`` (see :func:`acrloss.metrics.parse_norm`)."""
+    from acrloss.metrics import parse_norm
+
+    return parse_norm(norm_points)
+
+
+def _norm_json(norm_points: Any) -> Any:
+    return norm_points if isinstance(norm_points, str) else list(norm_points)
+
+
 def _face_nme(points: Any, pred: Any, num_points: int, norm_points: Sequence[int]) -> Any:
     """Per-face NME (fraction) of flattened ``pred`` against ``points``; 0 where the
     normalization distance is 0."""
     gt = ops.reshape(points, (-1, num_points, 2))
     pr = ops.reshape(pred, (-1, num_points, 2))
     err = ops.mean(ops.sqrt(ops.sum(ops.square(pr - gt), axis=-1) + 1e-12), axis=-1)
-    a, b = norm_points
-    norm = ops.sqrt(ops.sum(ops.square(gt[:, a, :] - gt[:, b, :]), axis=-1))
+    from acrloss.metrics import face_norm
+
+    norm = face_norm(gt, norm_points)  # a pair's distance, or "box": the landmark extent's sqrt(w*h)
     valid = norm > 0.0
     return ops.where(valid, err / ops.where(valid, norm, ops.ones_like(norm)), ops.zeros_like(err))
 
@@ -680,7 +703,7 @@ class CascadeLoss(keras.losses.Loss):
         self.scale = float(scale)
         if self.base != "acr" and self.scale != 1.0:
             raise ValueError(f"CascadeLoss: scale={scale!r} applies to the ACR loss only, not {self.base!r}")
-        self.norm_points = tuple(int(i) for i in norm_points)
+        self.norm_points = _norm(norm_points)
         weights = [1.0] * self.num_stages if stage_weights is None else [float(w) for w in stage_weights]
         if len(weights) != self.num_stages or sum(weights) <= 0 or min(weights) < 0:
             raise ValueError(f"CascadeLoss: stage_weights {stage_weights!r} invalid for {self.num_stages} stages")
@@ -708,7 +731,7 @@ class CascadeLoss(keras.losses.Loss):
         config = super().get_config()
         config.update({"base": self.base, "num_points": self.num_points, "num_stages": self.num_stages,
                        "error_weight": self.error_weight, "lambda_": self.lambda_,
-                       "norm_points": list(self.norm_points), "stage_weights": list(self.stage_weights),
+                       "norm_points": _norm_json(self.norm_points), "stage_weights": list(self.stage_weights),
                        "scale": self.scale})
         return config
 
@@ -719,7 +742,7 @@ class _CascadeFaceMean(keras.metrics.Metric):
     def __init__(self, num_points: int, norm_points: Sequence[int], name: str, dtype: Any = None) -> None:
         super().__init__(name=name, dtype=dtype)
         self.num_points = int(num_points)
-        self.norm_points = tuple(int(i) for i in norm_points)
+        self.norm_points = _norm(norm_points)
         self.total = self.add_variable(shape=(), initializer="zeros", name="total")
         self.count = self.add_variable(shape=(), initializer="zeros", name="count")
 
@@ -739,7 +762,7 @@ class _CascadeFaceMean(keras.metrics.Metric):
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config.update({"num_points": self.num_points, "norm_points": list(self.norm_points)})
+        config.update({"num_points": self.num_points, "norm_points": _norm_json(self.norm_points)})
         return config
 
 

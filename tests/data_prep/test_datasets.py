@@ -77,7 +77,7 @@ def test_load_split_dispatch(w300_dir):
     assert len(images) == 224
     with pytest.raises(ValueError, match="unknown 300-W subset"):
         w300_subset(w300_dir, "private")
-    with pytest.raises(NotImplementedError):
+    with pytest.raises(SubsetNotFoundError, match="not a WFLW folder"):  # WFLW has a reader now (issue 18)
         load_split("wflw", w300_dir, "train")
 
 

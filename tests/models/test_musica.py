@@ -184,8 +184,9 @@ def test_point_subsets_and_options():
     assert resolve_points("all", 68) == list(range(68))
     assert resolve_points("half", 68) == list(range(0, 68, 2))
     assert len(resolve_points("coarse", 68)) == 18
-    with pytest.raises(ValueError):
-        resolve_points("coarse", 29)
+    coarse29 = resolve_points("coarse", 29)  # any point count has a coarse subset (issue 18)
+    assert len(coarse29) == 8 and coarse29[0] == 0 and coarse29[-1] == 28 and len(set(coarse29)) == 8
+    assert len(resolve_points("coarse", 98)) == 19
     with pytest.raises(ValueError):
         resolve_points([0, 0], 68)
     with pytest.raises(ValueError):
