@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> dict:
     from acrloss.data_prep.formats import atomic_write_bytes
     from acrloss.data_prep.images import read_image
     from acrloss.demo import find_data_dir
-    from acrloss.detectors import DlibHOGDetector, StaticBoxes
+    from acrloss.detectors import DlibHOGDetector
     from acrloss.video import OneEuroFilter, TrackConfig, compiled_predict
 
     t_start = time.time()

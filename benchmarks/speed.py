@@ -162,7 +162,6 @@ def main(argv: list[str] | None = None) -> dict:
 
     # ---------------------------------------------------------------- runners
     runners: list[dict] = [{"key": ("dlib",), "fn": run_dlib, "calls": dlib_inputs, "per": 1}]
-    rows_meta: list[dict] = []
     refused: list[dict] = []
     files: dict[str, dict] = {}
     names = a.models or available_models()
@@ -264,7 +263,7 @@ def main(argv: list[str] | None = None) -> dict:
             log(f"{stem}: early exit at {threshold} (common NME {meta['nme']} %, {meta['mma']} M multiply-adds)")
 
     # ---------------------------------------------------------------- end to end
-    e2e: list[dict] = []
+
     if not a.no_end_to_end:
         photos = sorted((data_dir / "full").rglob("*.jpg")) + sorted((data_dir / "full").rglob("*.png"))
         rgbs = [np.ascontiguousarray(read_image(p)) for p in photos]

@@ -3,7 +3,6 @@
 TFLite files run in ExportedModel / FaceAligner through their quantization parameters."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import keras
 import numpy as np
