@@ -33,6 +33,7 @@ from acrloss.data_prep.formats import LandmarkFileError
 from acrloss.data_prep.images import IMAGE_EXTENSIONS, read_image, to_rgb
 from acrloss.detectors import BoxCalibration, Detection, DlibHOGDetector, StaticBoxes
 from acrloss.models.regressor import landmarks_from_output
+from acrloss.tta import AlignedFace, flip_disagreement, predict_tta, spec_for_points
 
 DEFAULT_MODEL = "mnv2_acr_300w"
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -93,6 +94,9 @@ class FaceAligner:
     ``refine``: extra passes that re-crop each face around the box of its predicted points
     (the landmark-extent crop the model was trained on) and predict again; each pass costs
     one more model call per face (``benchmarks/whole_photo.py`` measures the effect).
+    ``tta``: horizontal-flip test-time averaging through the mirror map on every pass (twice
+    the model calls); it also gives each face a quality score, the flip disagreement
+    (:meth:`align_faces`, :mod:`acrloss.tta`).
     """
 
     def __init__(
@@ -103,6 +107,7 @@ class FaceAligner:
         margin: float = CropConfig.margin,
         batch_size: int = 32,
         refine: int = 0,
+        tta: bool = False,
     ) -> None:
         if isinstance(model, (str, os.PathLike)):
             from acrloss.models.regressor import load_model  # noqa: PLC0415
@@ -130,6 +135,10 @@ class FaceAligner:
         if int(refine) < 0:
             raise ValueError(f"FaceAligner: refine must be >= 0, got {refine}")
         self.refine = int(refine)
+        # -- flip TTA / quality (acrloss.tta) --
+        if not isinstance(tta, bool):
+            raise TypeError(f"FaceAligner: tta must be True or False, got {tta!r}")
+        self.tta = tta
 
     # ------------------------------------------------------------------ pieces
     @property
@@ -165,23 +174,39 @@ class FaceAligner:
 
     def _align(self, items: list[tuple[np.ndarray, np.ndarray]], calibrate: bool) -> list[list[np.ndarray]]:
         """Landmarks per image for ``(rgb, boxes)`` items; all faces go through the model together."""
+        return self._align_with_quality(items, calibrate)[0]
+
+    def _predict_pass(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """One pass: normalized ``(B, N, 2)`` points and, with ``tta``, the crop-pixel flip
+        disagreement ``(B,)`` (:func:`acrloss.tta.predict_tta`)."""
+        if not self.tta:
+            return self._predict(crops), None
+        return predict_tta(self._predict, crops)  # the mirror map of the model's point count
+
+    def _align_with_quality(self, items: list[tuple[np.ndarray, np.ndarray]], calibrate: bool
+                            ) -> tuple[list[list[np.ndarray]], list[list[float | None]]]:
+        """``_align`` plus each face's flip disagreement (``None`` without ``tta``)."""
         transforms, owners = [], []
         for k, (rgb, boxes) in enumerate(items):
             for box in boxes:
                 transforms.append(self.crop_transform(box, calibrate))
                 owners.append(k)
         result: list[list[np.ndarray]] = [[] for _ in items]
+        quality: list[list[float | None]] = [[] for _ in items]
         if not transforms:
-            return result
+            return result, quality
         for step in range(1 + self.refine):
             if step:  # refine: re-crop around the predicted points' box (no calibration)
                 transforms = [CropTransform.from_box(face_box(p), self.input_size, self.margin) for p in points]
             crops = np.stack([t.warp(items[k][0]) for t, k in zip(transforms, owners)]).astype(np.float32)
-            pred = self._predict(crops)
+            pred, disagreement = self._predict_pass(crops)
             points = [t.inverse(denormalize(p, self.input_size)) for p, t in zip(pred, transforms)]
-        for p, k in zip(points, owners):
+        norm = spec_for_points(len(points[0])).norm_points if disagreement is not None else None
+        for i, (p, k) in enumerate(zip(points, owners)):
             result[k].append(p)
-        return result
+            quality[k].append(None if disagreement is None else flip_disagreement(
+                disagreement[i], p, float(np.sqrt(abs(np.linalg.det(transforms[i].matrix[:, :2])))), norm))
+        return result, quality
 
     # ------------------------------------------------------------------ public
     def get_landmarks(self, image: Any, boxes: Any = None, return_boxes: bool = False, calibrate: bool = True):
@@ -199,6 +224,15 @@ class FaceAligner:
         if return_boxes:
             return landmarks, det_boxes, scores
         return landmarks
+
+    def align_faces(self, image: Any, boxes: Any = None, calibrate: bool = True) -> list[AlignedFace]:
+        """Like :meth:`get_landmarks`, one :class:`acrloss.tta.AlignedFace` per face: points,
+        the uncalibrated box, its score and the quality score ``flip_disagreement`` (an
+        NME-like fraction, lower is better; ``None`` unless ``tta``). Drop likely failures
+        with e.g. ``[f for f in faces if f.flip_disagreement < 0.05]``."""
+        rgb, det_boxes, scores = self.detect(image, boxes)
+        points, quality = self._align_with_quality([(rgb, det_boxes)], calibrate)
+        return [AlignedFace(p, b, float(s), q) for p, b, s, q in zip(points[0], det_boxes, scores, quality[0])]
 
     def get_landmarks_batch(self, images: Sequence[Any], calibrate: bool = True) -> list[list[np.ndarray]]:
         """``get_landmarks`` for many images (paths or arrays): one list of faces per image,
