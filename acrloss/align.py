@@ -234,6 +234,14 @@ class FaceAligner:
         points, quality = self._align_with_quality([(rgb, det_boxes)], calibrate)
         return [AlignedFace(p, b, float(s), q) for p, b, s, q in zip(points[0], det_boxes, scores, quality[0])]
 
+    def align_faces_batch(self, items: Sequence[tuple[Any, Any]], calibrate: bool = True) -> list[list[AlignedFace]]:
+        """:meth:`align_faces` for many ``(image, boxes)`` pairs (``boxes=None``: detect), with
+        all faces in shared batched model calls; one list per pair, in input order."""
+        detected = [self.detect(image, boxes) for image, boxes in items]
+        points, quality = self._align_with_quality([(rgb, b) for rgb, b, _ in detected], calibrate)
+        return [[AlignedFace(p, b, float(s), q) for p, b, s, q in zip(pts, boxes, scores, qs)]
+                for (_, boxes, scores), pts, qs in zip(detected, points, quality)]
+
     def get_landmarks_batch(self, images: Sequence[Any], calibrate: bool = True) -> list[list[np.ndarray]]:
         """``get_landmarks`` for many images (paths or arrays): one list of faces per image,
         in input order. All faces of all images share batched model calls."""
