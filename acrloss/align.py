@@ -36,6 +36,10 @@ from acrloss.models.regressor import landmarks_from_output
 from acrloss.tta import AlignedFace, flip_disagreement, predict_tta, spec_for_points
 
 DEFAULT_MODEL = "mnv2_acr_300w"
+#: photo-path defaults, chosen by detector-box NME on the fixed-seed validation split
+#: (benchmarks/generalization.py; docs/generalization.md states the numbers and the cost)
+DEFAULT_REFINE = 1
+DEFAULT_TTA = True
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parent
 MODEL_DIRS = (REPO_ROOT / "pre_trained_models", PACKAGE_DIR / "pre_trained_models")
@@ -106,8 +110,8 @@ class FaceAligner:
         calibration: BoxCalibration | None = None,
         margin: float = CropConfig.margin,
         batch_size: int = 32,
-        refine: int = 0,
-        tta: bool = False,
+        refine: int = DEFAULT_REFINE,
+        tta: bool = DEFAULT_TTA,
     ) -> None:
         if isinstance(model, (str, os.PathLike)):
             from acrloss.models.regressor import load_model  # noqa: PLC0415

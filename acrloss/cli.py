@@ -2,7 +2,7 @@
 
 ::
 
-    acrloss align PATH... --out DIR [--model NAME_OR_PATH] [--detector dlib] [--refine N] [--recursive]
+    acrloss align PATH... --out DIR [--model NAME_OR_PATH] [--detector dlib] [--refine N] [--tta|--no-tta] [--recursive]
     acrloss export MODEL --format tflite|onnx --out FILE [--data-dir DIR] [--atol 1e-4]
     acrloss train|test|pca|prep|demo|flops ARGS...     (= acrloss-train ARGS..., etc.)
 
@@ -129,7 +129,7 @@ def align_command(a: argparse.Namespace) -> int:
             return 2
     try:
         detector = DlibHOGDetector(upsample=a.upsample)
-        aligner = FaceAligner(a.model, detector=detector, refine=a.refine)
+        aligner = FaceAligner(a.model, detector=detector, refine=a.refine, tta=a.tta)
     except (ImportError, FileNotFoundError, ValueError, TypeError) as exc:
         _err(str(exc))
         return 2
@@ -144,7 +144,8 @@ def align_command(a: argparse.Namespace) -> int:
             _err(f"skipping {exc}" if str(path) in str(exc) else f"skipping {path}: {exc}")
             continue
         n_read += 1
-        faces, boxes, scores = aligner.get_landmarks(image, return_boxes=True)
+        aligned = aligner.align_faces(image)
+        faces, boxes, scores = [f.points for f in aligned], [f.box for f in aligned], [f.score for f in aligned]
         names = pts_names(name, len(faces))
         record = {
             "image": str(path),
@@ -153,11 +154,13 @@ def align_command(a: argparse.Namespace) -> int:
             "model": model_name,
             "detector": repr(detector),
             "refine": aligner.refine,
+            "tta": aligner.tta,
             "coordinates": "0-based pixel centres (x, y) of the original image; the .pts files are 1-based",
             "faces": [
                 {"box": [round(float(v), 3) for v in box], "score": round(float(score), 4),
-                 "landmarks": [[round(float(x), 3), round(float(y), 3)] for x, y in pts], "pts": pts_name}
-                for pts, box, score, pts_name in zip(faces, boxes, scores, names)
+                 "landmarks": [[round(float(x), 3), round(float(y), 3)] for x, y in pts], "pts": pts_name,
+                 "flip_disagreement": None if f.flip_disagreement is None else round(f.flip_disagreement, 5)}
+                for pts, box, score, pts_name, f in zip(faces, boxes, scores, names, aligned)
             ],
         }
         image_out = out_dir / f"{name}_aligned.{a.image_format}"
@@ -203,7 +206,7 @@ def export_command(a: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- entry point
 def build_parser() -> argparse.ArgumentParser:
-    from acrloss.align import DEFAULT_MODEL  # noqa: PLC0415
+    from acrloss.align import DEFAULT_MODEL, DEFAULT_REFINE, DEFAULT_TTA  # noqa: PLC0415
 
     p = argparse.ArgumentParser(prog="acrloss", description="Face alignment with ACR Loss: align photos, export models, "
                                 "and the training/evaluation tools.")
@@ -216,8 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"shipped model name, .h5/.keras checkpoint, or exported .tflite/.onnx file (default {DEFAULT_MODEL})")
     al.add_argument("--detector", default="dlib", choices=["dlib"], help="face detector (dlib's HOG detector)")
     al.add_argument("--upsample", type=int, default=1, help="dlib upsampling steps (more finds smaller faces; slower)")
-    al.add_argument("--refine", type=int, default=0,
-                    help="extra passes re-cropping each face around its predicted points (default 0)")
+    al.add_argument("--refine", type=int, default=DEFAULT_REFINE,
+                    help=f"extra passes re-cropping each face around its predicted points (default {DEFAULT_REFINE})")
+    al.add_argument("--tta", action=argparse.BooleanOptionalAction, default=DEFAULT_TTA,
+                    help="horizontal-flip test-time averaging; also gives each face its flip_disagreement quality "
+                         f"score in the JSON (default {'on' if DEFAULT_TTA else 'off'})")
     al.add_argument("--recursive", action="store_true", help="also take images in sub-folders of folder arguments")
     al.add_argument("--image-format", default="jpg", choices=IMAGE_FORMATS, help="annotated image format (default jpg)")
     al.set_defaults(func=align_command)

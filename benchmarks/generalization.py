@@ -254,7 +254,8 @@ def main(argv: list[str] | None = None) -> dict:
                 summary[key] = row
         if split == "random" and "cross_source" in summary:
             summary["cross_source"]["indicative_only"] = True
-        result["models"][path.stem] = {"model": str(path), "split": split, "summary": summary, "sets": per_set}
+        key = path.stem if path.stem != "best" else str(path)  # run folders: the best.h5 path as given
+        result["models"][key] = {"model": str(path), "split": split, "summary": summary, "sets": per_set}
     result["settings"] = [label(r, t) for r, t in settings]
     result["seconds"] = round(time.time() - t_start, 1)
     text = json.dumps(result, indent=1)
