@@ -43,12 +43,12 @@ from acrloss.data_prep.crop import CropTransform, denormalize, face_box
 from acrloss.data_prep.formats import LandmarkFileError
 from acrloss.data_prep.images import IMAGE_EXTENSIONS, read_image, to_rgb
 from acrloss.detectors import BoxCalibration, Detection, DlibHOGDetector, StaticBoxes
-from acrloss.presets import DEFAULT_MODEL, available_models, resolve_model  # noqa: F401  (re-exported)
+from acrloss.presets import DEFAULT_MODEL, DEFAULT_REFINE, DEFAULT_TTA, available_models, resolve_model  # noqa: F401
+from acrloss.tta import AlignedFace, flip_disagreement, predict_tta, spec_for_points
 
 # Keras (and with it the backend) is imported at the first model load or call, not here:
-# ``acrloss --help`` and argument errors stay fast.
-
-# models by name, the model folders and the bundled default live in acrloss.presets
+# ``acrloss --help`` and argument errors stay fast. Models by name, the model folders, the
+# bundled default and the photo-path defaults live in acrloss.presets.
 
 
 #: channel orders an image array can be given in (``color=``)
@@ -89,6 +89,9 @@ class FaceAligner:
     ``color``: the channel order of image *arrays* given to this aligner, ``"rgb"``
     (default) or ``"bgr"`` (``cv2.imread``, OpenCV video frames); each call can override it
     with its own ``color=``. Paths are always read correctly. Greyscale arrays need no order.
+    ``tta``: horizontal-flip test-time averaging through the mirror map on every pass (twice
+    the model calls); it also gives each face a quality score, the flip disagreement
+    (:meth:`align_faces`, :mod:`acrloss.tta`).
     """
 
     def __init__(
@@ -98,7 +101,8 @@ class FaceAligner:
         calibration: BoxCalibration | None = None,
         margin: float = CropConfig.margin,
         batch_size: int = 32,
-        refine: int = 0,
+        refine: int = DEFAULT_REFINE,
+        tta: bool = DEFAULT_TTA,
         color: str = "rgb",
     ) -> None:
         self.color = check_color(color)
@@ -128,6 +132,10 @@ class FaceAligner:
         if int(refine) < 0:
             raise ValueError(f"FaceAligner: refine must be >= 0, got {refine}")
         self.refine = int(refine)
+        # -- flip TTA / quality (acrloss.tta) --
+        if not isinstance(tta, bool):
+            raise TypeError(f"FaceAligner: tta must be True or False, got {tta!r}")
+        self.tta = tta
 
     # ------------------------------------------------------------------ pieces
     @property
@@ -171,24 +179,40 @@ class FaceAligner:
 
     def _align(self, items: list[tuple[np.ndarray, np.ndarray]], calibrate: bool) -> list[list[np.ndarray]]:
         """Landmarks per image for ``(rgb, boxes)`` items; all faces go through the model together."""
+        return self._align_with_quality(items, calibrate)[0]
+
+    def _predict_pass(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """One pass: normalized ``(B, N, 2)`` points and, with ``tta``, the crop-pixel flip
+        disagreement ``(B,)`` (:func:`acrloss.tta.predict_tta`)."""
+        if not self.tta:
+            return self._predict(crops), None
+        return predict_tta(self._predict, crops)  # the mirror map of the model's point count
+
+    def _align_with_quality(self, items: list[tuple[np.ndarray, np.ndarray]], calibrate: bool
+                            ) -> tuple[list[list[np.ndarray]], list[list[float | None]]]:
+        """``_align`` plus each face's flip disagreement (``None`` without ``tta``)."""
         transforms, owners = [], []
         for k, (rgb, boxes) in enumerate(items):
             for box in boxes:
                 transforms.append(self.crop_transform(box, calibrate))
                 owners.append(k)
         result: list[list[np.ndarray]] = [[] for _ in items]
+        quality: list[list[float | None]] = [[] for _ in items]
         if not transforms:
-            return result
+            return result, quality
         points: list[np.ndarray] = []
         for step in range(1 + self.refine):
             if step:  # refine: re-crop around the predicted points' box (no calibration)
                 transforms = [CropTransform.from_box(face_box(p), self.input_size, self.margin) for p in points]
             crops = np.stack([t.warp(items[k][0]) for t, k in zip(transforms, owners)]).astype(np.float32)
-            pred = self._predict(crops)
+            pred, disagreement = self._predict_pass(crops)
             points = [t.inverse(denormalize(p, self.input_size)) for p, t in zip(pred, transforms)]
-        for p, k in zip(points, owners):
+        norm = spec_for_points(len(points[0])).norm_points if disagreement is not None else None
+        for i, (p, k) in enumerate(zip(points, owners)):
             result[k].append(p)
-        return result
+            quality[k].append(None if disagreement is None else flip_disagreement(
+                disagreement[i], p, float(np.sqrt(abs(np.linalg.det(transforms[i].matrix[:, :2])))), norm))
+        return result, quality
 
     # ------------------------------------------------------------------ public
     def get_landmarks(self, image: Any, boxes: Any = None, return_boxes: bool = False, calibrate: bool = True,
@@ -216,6 +240,24 @@ class FaceAligner:
 
             out += ([estimate_pose(p, (rgb.shape[1], rgb.shape[0])) for p in landmarks],)
         return out if len(out) > 1 else landmarks
+
+    def align_faces(self, image: Any, boxes: Any = None, calibrate: bool = True,
+                    color: str | None = None) -> list[AlignedFace]:
+        """Like :meth:`get_landmarks`, one :class:`acrloss.tta.AlignedFace` per face: points,
+        the uncalibrated box, its score and the quality score ``flip_disagreement`` (an
+        NME-like fraction, lower is better; ``None`` unless ``tta``). Drop likely failures
+        with e.g. ``[f for f in faces if f.flip_disagreement < 0.05]``."""
+        rgb, det_boxes, scores = self.detect(image, boxes, color)
+        points, quality = self._align_with_quality([(rgb, det_boxes)], calibrate)
+        return [AlignedFace(p, b, float(s), q) for p, b, s, q in zip(points[0], det_boxes, scores, quality[0])]
+
+    def align_faces_batch(self, items: Sequence[tuple[Any, Any]], calibrate: bool = True) -> list[list[AlignedFace]]:
+        """:meth:`align_faces` for many ``(image, boxes)`` pairs (``boxes=None``: detect), with
+        all faces in shared batched model calls; one list per pair, in input order."""
+        detected = [self.detect(image, boxes) for image, boxes in items]
+        points, quality = self._align_with_quality([(rgb, b) for rgb, b, _ in detected], calibrate)
+        return [[AlignedFace(p, b, float(s), q) for p, b, s, q in zip(pts, boxes, scores, qs)]
+                for (_, boxes, scores), pts, qs in zip(detected, points, quality)]
 
     def get_landmarks_batch(self, images: Sequence[Any], calibrate: bool = True,
                             color: str | None = None) -> list[list[np.ndarray]]:

@@ -245,6 +245,7 @@ def align_photos(
         "model": model_name,
         "detector": detector_name,
         "refine": getattr(aligner, "refine", None),
+        "tta": getattr(aligner, "tta", None),
         "image_format": image_format,
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "coordinates": "0-based pixel centres (x, y) of the original image; the .pts files are 1-based",
@@ -272,7 +273,8 @@ def align_photos(
             results.append(PhotoResult(str(path), name, "unreadable", error=msg))
             continue
         try:
-            faces, boxes, scores = aligner.get_landmarks(image, return_boxes=True)
+            aligned = aligner.align_faces(image)
+            faces, boxes, scores = [f.points for f in aligned], [f.box for f in aligned], [f.score for f in aligned]
         except Exception as exc:  # noqa: BLE001  (a per-image failure must not end the batch)
             msg = f"{path}: landmark detection failed ({type(exc).__name__}: {exc})"
             err(f"skipping {msg}")
@@ -311,6 +313,7 @@ def align_photos(
             "model": model_name,
             "detector": detector_name,
             "refine": header["refine"],
+            "tta": header["tta"],
             "coordinates": header["coordinates"] + "; box: the detector's raw box (may extend beyond the image), "
                            "box_in_image: clipped to [0, W-1] x [0, H-1]; landmarks are not clipped",
             "files": files,
@@ -318,8 +321,10 @@ def align_photos(
                 {"box": [round(float(v), 3) for v in box],
                  "box_in_image": [round(v, 3) for v in clip_box(box, width, height)],
                  "score": round(float(score), 4),
-                 "landmarks": [[round(float(x), 3), round(float(y), 3)] for x, y in pts], "pts": pts_name}
-                for pts, box, score, pts_name in zip(faces, boxes, scores, names)
+                 "landmarks": [[round(float(x), 3), round(float(y), 3)] for x, y in pts], "pts": pts_name,
+                 # quality: flip disagreement (NME-like fraction, lower is better; None without tta)
+                 "flip_disagreement": None if f.flip_disagreement is None else round(f.flip_disagreement, 5)}
+                for pts, box, score, pts_name, f in zip(faces, boxes, scores, names, aligned)
             ],
         }
         done: list[str] = []

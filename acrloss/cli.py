@@ -2,7 +2,7 @@
 
 ::
 
-    acrloss align PATH... --out DIR [--model NAME_OR_PATH] [--detector dlib] [--refine N] [--recursive]
+    acrloss align PATH... --out DIR [--model NAME_OR_PATH] [--detector dlib] [--refine N] [--tta|--no-tta] [--recursive]
     acrloss export MODEL --format tflite|onnx --out FILE [--data-dir DIR] [--atol 1e-4] [--quantize int8|dynamic|float16]
     acrloss train|test|pca|prep|demo|flops ARGS...     (= acrloss-train ARGS..., etc.)
 
@@ -157,7 +157,7 @@ def align_command(a: argparse.Namespace) -> int:
 
     try:
         detector = DlibHOGDetector(upsample=a.upsample)
-        aligner = FaceAligner(a.model, detector=detector, refine=a.refine)
+        aligner = FaceAligner(a.model, detector=detector, refine=a.refine, tta=a.tta)
     except (ImportError, FileNotFoundError, ValueError, TypeError) as exc:
         _err(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         return 2
@@ -221,7 +221,7 @@ def export_command(a: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- entry point
 def build_parser() -> argparse.ArgumentParser:
-    from acrloss.config import DEFAULT_MODEL  # noqa: PLC0415  (light: no cv2, no backend)
+    from acrloss.presets import DEFAULT_MODEL, DEFAULT_REFINE, DEFAULT_TTA  # noqa: PLC0415  (light: no cv2, no backend)
 
     verbose = argparse.ArgumentParser(add_help=False)
     verbose.add_argument("--verbose", action="store_true", help="also show the backend's logs (TensorFlow, absl)")
@@ -240,8 +240,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"shipped model name, .h5/.keras checkpoint, or exported .tflite/.onnx file (default {DEFAULT_MODEL})")
     al.add_argument("--detector", default="dlib", choices=["dlib"], help="face detector (dlib's HOG detector)")
     al.add_argument("--upsample", type=non_negative_int, default=1, help="dlib upsampling steps (more finds smaller faces; slower)")
-    al.add_argument("--refine", type=non_negative_int, default=0,
-                    help="extra passes re-cropping each face around its predicted points (default 0)")
+    al.add_argument("--refine", type=non_negative_int, default=DEFAULT_REFINE,
+                    help=f"extra passes re-cropping each face around its predicted points (default {DEFAULT_REFINE})")
+    al.add_argument("--tta", action=argparse.BooleanOptionalAction, default=DEFAULT_TTA,
+                    help="horizontal-flip test-time averaging; also gives each face its flip_disagreement quality "
+                         f"score in the JSON (default {'on' if DEFAULT_TTA else 'off'})")
     al.add_argument("--recursive", action="store_true", help="also take images in sub-folders of folder arguments")
     al.add_argument("--image-format", default="jpg", choices=IMAGE_FORMATS, help="annotated image format (default jpg)")
     al.add_argument("--detect-every", type=int, default=10,

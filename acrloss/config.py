@@ -231,6 +231,15 @@ class CropConfig:
     margin: float = 0.25  # the square side is (1 + margin) x the box's longer side
 
 
+#: detector-like box jitter statistics (see AugmentConfig); fitted by
+#: ``python benchmarks/box_calibration.py --data-dir ../shared/data/300w --max-faces 400``
+#: (300-W train split only): robust standard deviations of the calibrated dlib box's centre
+#: offset (x, y) / landmark side and of log(side ratio), over 381 matched faces (plain standard
+#: deviations: 0.096, 0.056, 0.105; means 0.002, 0.003, -0.021)
+BOX_JITTER_SHIFT: tuple[float, float] = (0.0965, 0.0714)
+BOX_JITTER_LOG_SCALE: float = 0.0676
+
+
 @dataclass
 class AugmentConfig:
     """On-the-fly augmentation; every probability/range is configurable, 0 disables."""
@@ -245,10 +254,70 @@ class AugmentConfig:
     blur_prob: float = 0.2
     occlusion_prob: float = 0.3
     occlusion_max_frac: float = 0.35  # max side of an occluding rectangle, fraction of crop
+    # -- real-photo augmentations (issue 12); 0 disables each, so the defaults above are unchanged
+    lowres_prob: float = 0.0  # shrink the crop so the face is lowres_face_px wide, then back up
+    lowres_face_px: tuple[float, float] = (24.0, 96.0)
+    jpeg_prob: float = 0.0  # re-encode as JPEG at a quality drawn from jpeg_quality
+    jpeg_quality: tuple[int, int] = (20, 80)
+    motion_blur_prob: float = 0.0  # a centred line kernel of odd length <= motion_blur_max px, any angle
+    motion_blur_max: int = 9
+    grey_prob: float = 0.0  # replace the colours by their luma (3 equal channels)
+    # detector-like box jitter: crop around a box perturbed the way a calibrated dlib box
+    # differs from the landmark box. Centre offset / landmark side and log(side ratio) are
+    # drawn from normals with these standard deviations (clipped at 2.5 sigma); the numbers
+    # come from `benchmarks/box_calibration.py` (acrloss.detectors.box_jitter_stats)
+    box_jitter_prob: float = 0.0
+    box_jitter_shift: tuple[float, float] = BOX_JITTER_SHIFT
+    box_jitter_log_scale: float = BOX_JITTER_LOG_SCALE
+
+    def __post_init__(self) -> None:
+        for name in ("flip_prob", "blur_prob", "occlusion_prob", "lowres_prob", "jpeg_prob", "motion_blur_prob",
+                     "grey_prob", "box_jitter_prob"):
+            v = getattr(self, name)
+            if not 0.0 <= float(v) <= 1.0:
+                raise ValueError(f"AugmentConfig.{name} must be a probability in [0, 1], got {v!r}")
+        if not 0.0 <= float(self.rotation_deg) <= 90.0:
+            raise ValueError(f"AugmentConfig.rotation_deg must be in [0, 90], got {self.rotation_deg!r}")
+        lo, hi = (float(v) for v in self.lowres_face_px)
+        if not 4.0 <= lo <= hi:
+            raise ValueError(f"AugmentConfig.lowres_face_px must be (low, high) with 4 <= low <= high, got {self.lowres_face_px!r}")
+        qlo, qhi = (int(v) for v in self.jpeg_quality)
+        if not 1 <= qlo <= qhi <= 100:
+            raise ValueError(f"AugmentConfig.jpeg_quality must be (low, high) within 1..100, got {self.jpeg_quality!r}")
+        if int(self.motion_blur_max) < 3:
+            raise ValueError(f"AugmentConfig.motion_blur_max must be >= 3 px, got {self.motion_blur_max!r}")
+        sx, sy = (float(v) for v in self.box_jitter_shift)
+        if min(sx, sy, float(self.box_jitter_log_scale)) < 0.0:
+            raise ValueError("AugmentConfig.box_jitter_shift and box_jitter_log_scale must be >= 0")
+        # JSON round trips (config.json) give lists: keep tuples
+        self.scale_range = tuple(self.scale_range)
+        self.gamma_range = tuple(self.gamma_range)
+        self.lowres_face_px = tuple(self.lowres_face_px)
+        self.jpeg_quality = tuple(self.jpeg_quality)
+        self.box_jitter_shift = tuple(self.box_jitter_shift)
 
     @classmethod
     def none(cls) -> "AugmentConfig":
         return cls(0.0, 0.0, (1.0, 1.0), 0.0, 0.0, 0.0, (1.0, 1.0), 0.0, 0.0, 0.0)
+
+    @classmethod
+    def robust(cls) -> "AugmentConfig":
+        """The real-photo recipe of issue 12: the default augmentations with rotations up to
+        35 degrees, plus low resolution, JPEG, motion blur, greyscale and detector-like box jitter."""
+        return cls(rotation_deg=35.0, lowres_prob=0.2, jpeg_prob=0.3, motion_blur_prob=0.15, grey_prob=0.1,
+                   box_jitter_prob=0.5)
+
+    @classmethod
+    def preset(cls, name: str) -> "AugmentConfig":
+        """``default``, ``robust`` or ``none``."""
+        presets = {"default": cls, "robust": cls.robust, "none": cls.none}
+        if name not in presets:
+            raise ValueError(f"unknown augmentation preset {name!r}; choose one of {sorted(presets)}")
+        return presets[name]()
+
+
+#: training/validation splits of TrainConfig.split: name -> held-out 300-W source (None: random)
+SPLITS: dict[str, str | None] = {"random": None, "loso-lfpw": "lfpw/trainset", "loso-helen": "helen/trainset"}
 
 
 @dataclass
@@ -299,3 +368,27 @@ class TrainConfig:
     crop: CropConfig = field(default_factory=CropConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
+    # -- generalization recipe (issue 12; acrloss.recipe) -------------------------------------
+    # which faces train and validate: "random" (a fixed-seed val_fraction of the 300-W train
+    # split) or leave-one-source-out: "loso-lfpw" (train afw + helen/trainset, validate on all of
+    # lfpw/trainset) / "loso-helen" (train afw + lfpw/trainset, validate on helen/trainset);
+    # val_fraction does not apply to the loso splits
+    split: str = "random"
+    clip_global_norm: float | None = None  # the optimizer's global_clipnorm (None: no clipping)
+    # exponential moving average of the weights (the optimizer's use_ema / ema_momentum); the
+    # validation NME and best.h5 then use the averaged weights
+    ema_momentum: float | None = None
+
+    def __post_init__(self) -> None:
+        self.validate_recipe()
+
+    def validate_recipe(self) -> None:
+        """Check the issue-12 recipe settings (split, clipping, EMA); raises ``ValueError``."""
+        if self.split not in SPLITS:
+            raise ValueError(f"TrainConfig.split must be one of {list(SPLITS)}, got {self.split!r}")
+        if self.clip_global_norm is not None and not float(self.clip_global_norm) > 0.0:
+            raise ValueError(f"TrainConfig.clip_global_norm must be > 0 (or None for no clipping), got {self.clip_global_norm!r}")
+        if self.ema_momentum is not None and not 0.0 < float(self.ema_momentum) < 1.0:
+            raise ValueError(f"TrainConfig.ema_momentum must be in (0, 1) (or None for no EMA), got {self.ema_momentum!r}")
+        if isinstance(self.augment, dict):  # from config.json
+            self.augment = AugmentConfig(**self.augment)

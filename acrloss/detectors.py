@@ -200,6 +200,7 @@ def fit_box_calibration(samples: Sequence[Any], detector: Detector, progress: Ca
     arr = np.array(rows)
     cal = BoxCalibration(*(float(v) for v in np.median(arr, axis=0)))
     calibrated = [box_iou(cal.apply(d), g) for _, d, g in ious]
+    jitter = box_jitter_stats([d for _, d, _ in ious], [g for _, _, g in ious], cal)
     return {
         "dx": cal.dx,
         "dy": cal.dy,
@@ -209,4 +210,35 @@ def fit_box_calibration(samples: Sequence[Any], detector: Detector, progress: Ca
         "calibration": cal,
         "iou_raw_median": float(np.median([x[0] for x in ious])),
         "iou_calibrated_median": float(np.median(calibrated)),
+        "jitter": jitter,
     }
+
+
+def box_jitter_stats(detector_boxes: Sequence[np.ndarray], landmark_boxes: Sequence[np.ndarray],
+                     calibration: BoxCalibration) -> dict[str, float]:
+    """How calibrated detector boxes scatter around the landmark boxes.
+
+    Per face, with ``L`` the landmark box's longer side: the calibrated box's centre offset
+    ``(ex, ey) / L`` and ``log(side / L)``. Returns their means, standard deviations and
+    robust standard deviations (1.4826 x MAD), ``n``. These are the statistics of
+    :class:`acrloss.config.AugmentConfig`'s detector-like box jitter
+    (``box_jitter_shift``, ``box_jitter_log_scale``); ``benchmarks/box_calibration.py`` prints them.
+    """
+    rows = []
+    for d, g in zip(detector_boxes, landmark_boxes):
+        c = calibration.apply(d)
+        g = np.asarray(g, dtype=np.float64).reshape(4)
+        side = max(g[2] - g[0], g[3] - g[1])
+        rows.append((((c[0] + c[2]) - (g[0] + g[2])) / 2.0 / side, ((c[1] + c[3]) - (g[1] + g[3])) / 2.0 / side,
+                     np.log(max(c[2] - c[0], c[3] - c[1]) / side)))
+    if not rows:
+        raise ValueError("box_jitter_stats: no box pairs")
+    arr = np.array(rows)
+    med = np.median(arr, axis=0)
+    rstd = 1.4826 * np.median(np.abs(arr - med), axis=0)
+    out: dict[str, float] = {"n": int(len(arr))}
+    for k, name in enumerate(("dx", "dy", "log_scale")):
+        out[f"{name}_mean"] = float(arr[:, k].mean())
+        out[f"{name}_std"] = float(arr[:, k].std())
+        out[f"{name}_robust_std"] = float(rstd[k])
+    return out

@@ -31,6 +31,8 @@ from acrloss.models import build_regressor
 from acrloss.models import heatmap as heatmap_model
 from acrloss.models import musica as musica_model
 from acrloss.pca_utility import PCAUtility, phi_table
+from acrloss import recipe
+from acrloss.data_prep.splits import check_split_dataset, loso_split
 
 #: where the converted ImageNet MobileNetV2 backbone lives (made by acrloss.tools.convert_mnv2)
 IMAGENET_MNV2 = Path(__file__).resolve().parents[1] / "pre_trained_models" / "imagenet_mnv2_torchvision.weights.h5"
@@ -106,6 +108,9 @@ class Train:
 
     def _samples(self):
         cfg = self.config
+        if cfg.split != "random":  # leave-one-source-out (acrloss.data_prep.splits)
+            check_split_dataset(cfg.split, cfg.dataset)
+            return loso_split(self.data_dir, cfg.split, cfg.max_train_faces, cfg.seed)
         samples = load_split(cfg.dataset, self.data_dir, "train")
         if cfg.max_train_faces is not None and cfg.max_train_faces < len(samples):
             keep = np.sort(np.random.default_rng(cfg.seed).permutation(len(samples))[: cfg.max_train_faces])
@@ -165,6 +170,8 @@ class Train:
         cfg = self.config
         keras.utils.set_random_seed(cfg.seed)
         backup = self.save_path / "backup"
+        if resume:
+            recipe.check_resume(self.save_path, cfg)
         if not resume:
             for stale in (backup, self.save_path / "optimizer_state.npz", self.save_path / "best.h5", self.save_path / "best.h5.json", self.save_path / "log.csv"):
                 if stale.is_dir():
@@ -197,7 +204,7 @@ class Train:
             )
             nme_name = "nme"
         model.compile(
-            optimizer=keras.optimizers.AdamW(learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay),
+            optimizer=recipe.build_optimizer(cfg),  # AdamW + clipping / EMA (acrloss.recipe)
             **objective,
         )
         self.model = model
@@ -206,6 +213,7 @@ class Train:
             OptimizerStateBackup(self.save_path / "optimizer_state.npz"),
             keras.callbacks.LearningRateScheduler(cosine_lr(cfg.learning_rate, cfg.epochs)),
             keras.callbacks.CSVLogger(str(self.save_path / "log.csv"), append=resume),
+            *recipe.ema_callbacks(cfg),  # EMA: validation and best.h5 use the averaged weights
             BestCheckpoint(self.save_path / "best.h5", monitor=f"val_{nme_name}" if val_seq is not None else nme_name),
         ]
         if use_phi:
@@ -274,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=d.workers)
     p.add_argument("--save-path", required=True)
     p.add_argument("--resume", action="store_true", help="continue from SAVE_PATH/backup after a kill")
+    recipe.add_arguments(p)
     return p
 
 
@@ -296,6 +305,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         curriculum=CurriculumConfig(levels=tuple(a.pca_levels)),
         user_mirror=user_mirror, user_norm_points=user_norm,
     )
+    cfg = recipe.apply_arguments(a, cfg)
     summary = Train(a.arch, a.dataset, a.save_path, a.data_dir, config=cfg).train(resume=a.resume)
     print(json.dumps({k: v for k, v in summary.items() if k != "history"}, indent=1))
     return summary

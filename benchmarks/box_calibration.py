@@ -5,7 +5,9 @@
 Only the train subsets (afw, helen/trainset, lfpw/trainset) are used, never the test
 subsets. With ``--max-faces`` an evenly spaced subset of the train images is taken (fixed,
 no randomness). Prints JSON with dx, dy, scale, n_used, n_tried; the numbers are the
-defaults of :class:`acrloss.detectors.BoxCalibration`.
+defaults of :class:`acrloss.detectors.BoxCalibration`. ``jitter`` holds how the calibrated
+boxes scatter around the landmark boxes (:func:`acrloss.detectors.box_jitter_stats`): the
+statistics behind the detector-like box-jitter augmentation of ``AugmentConfig``.
 """
 from __future__ import annotations
 
@@ -54,6 +56,7 @@ def main(argv: list[str] | None = None) -> dict:
         "n_tried": fit["n_tried"],
         "iou_raw_median": round(fit["iou_raw_median"], 4),
         "iou_calibrated_median": round(fit["iou_calibrated_median"], 4),
+        "jitter": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in fit["jitter"].items()},
         "detector": repr(detector),
         "split": "300-W train (afw, helen/trainset, lfpw/trainset)",
         "seconds": round(time.time() - t0, 1),

@@ -1,6 +1,6 @@
 """Whole photos against crops: does detect -> calibrate -> crop -> regress keep the accuracy?
 
-    python benchmarks/whole_photo.py --data-dir DIR --json OUT [--model NAME_OR_PATH ...] [--refine 1 2]
+    python benchmarks/whole_photo.py --data-dir DIR --json OUT [--model NAME_OR_PATH ...] [--refine 0 1 2] [--tta]
 
 On ``DIR/full/`` (24 whole, uncropped 300-W test photos, one annotated face each, ``.pts``
 beside each), for each model (default: every shipped model):
@@ -10,8 +10,11 @@ beside each), for each model (default: every shipped model):
   the photo's pixels). The annotated face is *found* when the calibrated box of a
   detection overlaps its landmark box with IoU >= ``--min-iou`` (0.3); that detection's
   landmarks are scored.
-- ``whole_refineR``: the same with ``FaceAligner(refine=R)`` (R extra passes re-cropping
-  around the predicted points' box), on the same detection.
+- ``whole_refineR``: the same with ``FaceAligner(refine=R, tta=False)`` (R extra passes
+  re-cropping around the predicted points' box), on the same detection; with ``--tta`` also
+  ``whole_refineR_tta`` (``tta=True``: horizontal-flip test-time averaging). Each has
+  ``ms_per_face_...``: the seconds of the crop + model calls per face (detection excluded,
+  the photo already decoded), measured in this run.
 - ``crop``: the same model on the crop :class:`acrloss.test.Test` uses (the annotated
   points' box, made square, 25 % margin), cut from the same whole photo
   (``get_landmarks(photo, boxes=[landmark box], calibrate=False)``).
@@ -38,8 +41,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--json", required=True, help="write the result here (also printed)")
     p.add_argument("--model", nargs="+", help="model names/paths (default: every shipped model)")
     p.add_argument("--min-iou", type=float, default=0.3, help="calibrated-box IoU that counts as found (default 0.3)")
-    p.add_argument("--refine", type=int, nargs="*", default=[1, 2],
-                   help="also score FaceAligner(refine=R) for these R on the same detections (default 1 2)")
+    p.add_argument("--refine", type=int, nargs="*", default=[0, 1, 2],
+                   help="also score FaceAligner(refine=R, tta=False) for these R on the same detections (default 0 1 2)")
+    p.add_argument("--tta", action="store_true", help="also score each R with tta=True (flip test-time averaging)")
     a = p.parse_args(argv)
     if not a.data_dir:
         p.error("give --data-dir (or set ACRLOSS_300W)")
@@ -53,6 +57,7 @@ def main(argv: list[str] | None = None) -> dict:
     from acrloss.data_prep.crop import face_box
     from acrloss.data_prep.datasets import Sample, read_folder
     from acrloss.data_prep.formats import atomic_write_bytes, read_pts
+    from acrloss.data_prep.images import read_image
     from acrloss.detectors import DlibHOGDetector, box_iou
     from acrloss.metrics import nme
     from acrloss.test import predict_samples
@@ -69,8 +74,14 @@ def main(argv: list[str] | None = None) -> dict:
         "min_iou": a.min_iou,
         "models": {},
     }
+    variants = [(r, False) for r in a.refine] + ([(r, True) for r in a.refine] if a.tta else [])
+
+    def key_of(r: int, tta: bool) -> str:
+        return f"nme_whole_refine{r}" + ("_tta" if tta else "")
     for name in a.model or available_models():
         aligner = FaceAligner(name, detector=detector)
+        default_refine, default_tta = aligner.refine, aligner.tta
+        timings: dict[str, list[float]] = {key_of(r, t): [] for r, t in variants}
         crop_cfg = CropConfig(aligner.input_size, aligner.margin)
         rows = []
         for s in photos:
@@ -90,14 +101,18 @@ def main(argv: list[str] | None = None) -> dict:
                 "nme_whole": round(float(nme(faces[k][None], gt[None])[0] * 100), 3) if found else None,
                 "nme_crop": round(float(nme(crop_pred[None], gt[None])[0] * 100), 3),
             }
-            for r in a.refine:
+            rgb = read_image(s.image_path) if found else None
+            for r, tta in variants:
+                key = key_of(r, tta)
                 if found:
-                    aligner.refine = r  # the default path with R re-crops, on the same detection
-                    refined = aligner.get_landmarks(s.image_path, boxes=[boxes[k]])[0]
-                    aligner.refine = 0
-                    row[f"nme_whole_refine{r}"] = round(float(nme(refined[None], gt[None])[0] * 100), 3)
+                    aligner.refine, aligner.tta = r, tta  # the default path with R re-crops (and TTA), same detection
+                    t1 = time.perf_counter()
+                    refined = aligner.get_landmarks(rgb, boxes=[boxes[k]])[0]
+                    timings[key].append(time.perf_counter() - t1)
+                    aligner.refine, aligner.tta = default_refine, default_tta
+                    row[key] = round(float(nme(refined[None], gt[None])[0] * 100), 3)
                 else:
-                    row[f"nme_whole_refine{r}"] = None
+                    row[key] = None
             cropped = data_dir / rel
             if cropped.is_file() and cropped.with_suffix(".pts").is_file():
                 sample = Sample(str(cropped), read_pts(cropped.with_suffix(".pts")))
@@ -113,6 +128,7 @@ def main(argv: list[str] | None = None) -> dict:
 
         summary = {
             "model": aligner.model_path,
+            "defaults": {"refine": default_refine, "tta": default_tta},
             "found": len(found_rows),
             "of": len(rows),
             "missed": [r["photo"] for r in rows if not r["found"]],
@@ -129,13 +145,16 @@ def main(argv: list[str] | None = None) -> dict:
                                        and abs(summary["nme_diff"]) <= 0.5)
         summary["median_photo_diff"] = (round(float(np.median([r["nme_whole"] - r["nme_crop"] for r in found_rows])), 3)
                                         if found_rows else None)
-        for r in a.refine:
-            key = f"nme_whole_refine{r}"
+        for r, tta in variants:
+            key = key_of(r, tta)
+            tag = key[len("nme_whole_"):]
             summary[key] = mean(key, found_rows)
-            summary[f"nme_diff_refine{r}"] = (round(summary[key] - summary["nme_crop"], 3)
-                                              if summary[key] is not None else None)
-            summary[f"meets_target_refine{r}"] = bool(len(found_rows) >= 22 and summary[key] is not None
-                                                      and abs(summary[key] - summary["nme_crop"]) <= 0.5)
+            summary[f"nme_diff_{tag}"] = (round(summary[key] - summary["nme_crop"], 3)
+                                          if summary[key] is not None else None)
+            summary[f"meets_target_{tag}"] = bool(len(found_rows) >= 22 and summary[key] is not None
+                                                  and abs(summary[key] - summary["nme_crop"]) <= 0.5)
+            # the first call of each variant also builds its traced function: median, not mean
+            summary[f"ms_per_face_{tag}"] = round(1000.0 * float(np.median(timings[key])), 1) if timings[key] else None
         summary["per_photo"] = rows
         result["models"][Path(aligner.model_path or name).stem] = summary
     result["seconds"] = round(time.time() - t_start, 1)

@@ -21,6 +21,9 @@ from acrloss.data_prep.images import read_image
 from acrloss.detectors import BoxCalibration, StaticBoxes, box_iou
 
 S = 64  # input size of the fake models
+# these tests check the single-pass maths exactly: no refine pass, no flip TTA (the photo
+# defaults, refine 1 + TTA, are tested in tests/test_tta.py)
+SINGLE = dict(refine=0, tta=False)
 MARGIN = 0.25
 
 
@@ -147,7 +150,7 @@ def test_landmarks_come_back_in_original_coordinates(rel):
     det_box = max(dets, key=lambda d: box_iou(d[0], face_box(gt)))[0]
     t = expected_transform(det_box)
     flat = normalize(t.forward(gt), S).reshape(-1)
-    aligner = FaceAligner(constant_model(flat), detector=detector)
+    aligner = FaceAligner(constant_model(flat), detector=detector, **SINGLE)
     faces, boxes, scores = aligner.get_landmarks(str(path), return_boxes=True)
     assert len(faces) == len(dets) == len(boxes) == len(scores)
     k = int(np.argmin([np.abs(b - det_box).max() for b in boxes]))
@@ -164,7 +167,7 @@ def test_uncalibrated_landmark_box_and_batch_paths():
     boxes = [face_box(g) for g in gts]
     # calibrate=False: the caller's landmark box is the crop box
     t = expected_transform(boxes[0], calibrate=False)
-    aligner = FaceAligner(constant_model(normalize(t.forward(gts[0]), S).reshape(-1)))
+    aligner = FaceAligner(constant_model(normalize(t.forward(gts[0]), S).reshape(-1)), **SINGLE)
     got = aligner.get_landmarks(paths[0], boxes=[boxes[0]], calibrate=False)
     np.testing.assert_allclose(got[0], gts[0], atol=1e-3)
     # calibrate=True on the same box gives a different crop, hence different points
@@ -180,7 +183,7 @@ def test_no_face_returns_empty_list(kind):
         image = np.full((240, 320, 3), 128, np.uint8)
     else:
         image = np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)
-    aligner = FaceAligner(constant_model(synthetic_points().reshape(-1)))
+    aligner = FaceAligner(constant_model(synthetic_points().reshape(-1)), **SINGLE)
     assert aligner.get_landmarks(image) == []
     faces, boxes, scores = aligner.get_landmarks(image, return_boxes=True)
     assert faces == [] and boxes.shape == (0, 4) and scores.shape == (0,)
@@ -190,7 +193,7 @@ def test_no_face_returns_empty_list(kind):
 def test_dlib_finds_the_sample_portrait():
     _dlib()
     image = sample_portrait()
-    aligner = FaceAligner(constant_model(synthetic_points().reshape(-1)))
+    aligner = FaceAligner(constant_model(synthetic_points().reshape(-1)), **SINGLE)
     faces, boxes, _ = aligner.get_landmarks(image, return_boxes=True)
     assert len(faces) == 1 and faces[0].shape == (68, 2)
     # every point lies inside the (margin-enlarged) crop around the face
@@ -220,7 +223,7 @@ def test_static_boxes_and_input_kinds():
     box = np.array([180.0, 140.0, 365.0, 325.0])
     flat = synthetic_points(seed=1).reshape(-1)
     rec = RecordingModel(flat)
-    aligner = FaceAligner(rec, detector=StaticBoxes([box]))
+    aligner = FaceAligner(rec, detector=StaticBoxes([box]), **SINGLE)
     t = expected_transform(box)
     want = t.inverse((flat.reshape(-1, 2) + 0.5) * S - 0.5)
     rgb = aligner.get_landmarks(image)
@@ -243,7 +246,7 @@ def test_static_boxes_and_input_kinds():
 
     # two static boxes -> two faces, one model call
     rec.batches.clear()
-    two = FaceAligner(rec, detector=StaticBoxes([box, box + 20])).get_landmarks(image)
+    two = FaceAligner(rec, detector=StaticBoxes([box, box + 20]), **SINGLE).get_landmarks(image)
     assert len(two) == 2 and len(rec.batches) == 1 and rec.batches[0].shape[0] == 2
     np.testing.assert_allclose(two[1] - two[0], 20 * np.ones((68, 2)), atol=1e-4)
     assert StaticBoxes([])(image) == []
@@ -254,7 +257,7 @@ def test_static_boxes_and_input_kinds():
 def test_batch_and_folder(tmp_path):
     image = sample_portrait()
     box = [180.0, 140.0, 365.0, 325.0]
-    aligner = FaceAligner(RecordingModel(synthetic_points().reshape(-1)), detector=StaticBoxes([box]))
+    aligner = FaceAligner(RecordingModel(synthetic_points().reshape(-1)), detector=StaticBoxes([box]), **SINGLE)
     cv2.imwrite(str(tmp_path / "a.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     cv2.imwrite(str(tmp_path / "b.jpg"), cv2.cvtColor(image[:, ::-1], cv2.COLOR_RGB2BGR))
     (tmp_path / "broken.jpg").write_bytes(b"not an image")
@@ -279,7 +282,7 @@ def test_resolve_model_and_load_by_path(tmp_path):
     path = tmp_path / "fake.h5"
     constant_model(flat).save(path)
     assert resolve_model(path) == path
-    aligner = FaceAligner(str(path), detector=StaticBoxes([[10, 10, 50, 50]]))
+    aligner = FaceAligner(str(path), detector=StaticBoxes([[10, 10, 50, 50]]), **SINGLE)
     assert aligner.input_size == S and aligner.model_path == str(path)
     got = aligner.get_landmarks(np.zeros((80, 80, 3), np.uint8))
     want = expected_transform(np.array([10.0, 10, 50, 50])).inverse((flat.reshape(-1, 2) + 0.5) * S - 0.5)

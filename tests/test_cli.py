@@ -131,7 +131,7 @@ def test_align_refine_recrops_around_the_predicted_points(w300_dir, tmp_path, ca
     flat = keras.models.load_model(ckpt).predict(np.zeros((1, 32, 32, 3), np.float32), verbose=0)[0]
     runs = {}
     for r in (0, 1):
-        assert main(["align", str(photo), "--out", str(tmp_path / f"r{r}"), "--model", str(ckpt), "--refine", str(r)]) == 0
+        assert main(["align", str(photo), "--out", str(tmp_path / f"r{r}"), "--model", str(ckpt), "--refine", str(r), "--no-tta"]) == 0
         runs[r] = read_pts(tmp_path / f"r{r}" / f"{photo.stem}.pts")
         assert json.loads((tmp_path / f"r{r}" / f"{photo.stem}.json").read_text())["refine"] == r
     capsys.readouterr()

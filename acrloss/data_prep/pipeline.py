@@ -106,14 +106,14 @@ class LandmarkSequence(keras.utils.PyDataset):
         transform = sample_crop(sample, self.crop)
         flipped = False
         if self.augment is not None and rng is not None:
-            geometry, flipped = random_geometry(rng, self.augment, self.crop.input_size)
+            geometry, flipped = random_geometry(rng, self.augment, self.crop.input_size, self.crop.margin)
             transform = transform.then(geometry)
         crop = transform.warp(image)
         points = transform.forward(sample.points)
         if flipped:
             points = points[self.mirror]
         if self.augment is not None and rng is not None:
-            crop = photometric(crop, rng, self.augment)
+            crop = photometric(crop, rng, self.augment, face_px=self.crop.input_size / (1.0 + self.crop.margin))
         return crop, points, transform, flipped
 
     def __getitem__(self, idx: int):

@@ -1,0 +1,74 @@
+"""benchmarks/generalization.py: the roles follow the model's training split, the
+landmark-box rows equal test.py's numbers on the same faces, and the detector rows count
+misses apart (and as failures in fr10_with_misses)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def gen():
+    spec = importlib.util.spec_from_file_location("generalization", REPO / "benchmarks" / "generalization.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_roles_and_settings(gen, tmp_path):
+    r = gen.roles("loso-lfpw")
+    assert r["lfpw/trainset"] == r["lfpw/testset"] == "cross_source"
+    assert r["helen/testset"] == "in_source" and r["helen/trainset"] == "seen_in_training"
+    assert gen.roles("random")["val"] == "in_source" and gen.roles("random")["lfpw/trainset"] == "seen_in_training"
+    assert gen.summary_sets("loso-helen") == {"in_source": ["lfpw/testset"], "cross_source": ["helen/trainset"]}
+    assert gen.parse_setting("r1+tta") == (1, True) and gen.parse_setting("R0") == (0, False)
+    with pytest.raises(Exception, match="rN"):
+        gen.parse_setting("tta")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"arch": "mnv2", "split": "loso-helen"}))
+    assert gen.model_split(run / "best.h5") == "loso-helen"
+    assert gen.model_split(REPO / "pre_trained_models" / "mnv2_acr_300w.h5") == "random"
+
+
+@pytest.mark.slow
+def test_small_run_matches_test_py(gen, w300_dir, tmp_path):
+    from acrloss.config import CropConfig
+    from acrloss.data_prep.datasets import read_folder
+    from acrloss.metrics import nme
+    from acrloss.models import load_model
+    from acrloss.test import predict_samples
+
+    model = REPO / "pre_trained_models" / "mnv2_acr_300w.h5"
+    if not model.is_file():
+        pytest.skip(f"{model} not found")
+    out = tmp_path / "g.json"
+    result = gen.main(["--data-dir", str(w300_dir), "--json", str(out), "--model", str(model), "--limit", "5",
+                       "--sets", "lfpw/testset", "helen/testset", "--settings", "r0", "r1+tta"])
+    assert json.loads(out.read_text()) == result
+    m = result["models"]["mnv2_acr_300w"]
+    assert m["split"] == "random"
+    rows = m["sets"]
+    assert set(rows) == {"lfpw/testset", "helen/testset", "common"} and rows["common"]["n"] == 10
+    # landmark boxes: the numbers test.py gets on the same five faces
+    samples = read_folder(w300_dir / "lfpw/testset", 68, recursive=False)
+    samples = [samples[i] for i in np.linspace(0, len(samples) - 1, 5).round().astype(int)]
+    pred = predict_samples(load_model(model), samples, CropConfig(160))
+    expected = 100 * nme(pred, np.stack([s.points for s in samples])).mean()
+    assert rows["lfpw/testset"]["landmark_boxes"]["nme"] == pytest.approx(expected, abs=1e-3)
+    for name in ("lfpw/testset", "helen/testset"):
+        for setting in ("r0", "r1+tta"):
+            cell = rows[name]["detector_boxes"][setting]
+            assert cell["detected"] + cell["missed"] == 5
+            if cell["detected"]:
+                assert cell["fr10_with_misses"] >= cell["fr10"] * cell["detected"] / 5 - 1e-6
+                assert 0 < cell["nme"] < 50 and cell["ms_per_face"] > 0
+        assert "quality_spearman" in rows[name]["detector_boxes"]["r1+tta"]
+        assert "quality_spearman" not in rows[name]["detector_boxes"]["r0"]
+    assert m["summary"] == {}  # neither val nor the trainsets were run
