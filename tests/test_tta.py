@@ -4,7 +4,6 @@ faces of the fixed-seed validation split by their true error (Spearman > 0.3) wi
 shipped model; exact maths with a model of known output."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -146,7 +146,9 @@ def test_low_resolution_and_jpeg_degrade_without_moving(w300_common):
     small = low_resolution(crop, 24 / 128)
     assert small.shape == crop.shape and small.dtype == np.uint8
     # fine detail is lost: high-frequency energy drops a lot
-    lap = lambda im: float(np.abs(cv2.Laplacian(cv2.cvtColor(im, cv2.COLOR_RGB2GRAY), cv2.CV_64F)).mean())
+    def lap(im):
+        return float(np.abs(cv2.Laplacian(cv2.cvtColor(im, cv2.COLOR_RGB2GRAY), cv2.CV_64F)).mean())
+
     assert lap(small) < 0.5 * lap(crop)
     np.testing.assert_array_equal(low_resolution(crop, 1.0), crop)
     q10 = jpeg_recompress(crop, 10)
