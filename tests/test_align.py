@@ -372,7 +372,7 @@ def test_bgra_arrays_and_greyscale_with_color_bgr():
     image = sample_portrait()
     box = [180.0, 140.0, 365.0, 325.0]
     rec = RecordingModel(synthetic_points().reshape(-1))
-    aligner = FaceAligner(rec, detector=StaticBoxes([box]))
+    aligner = FaceAligner(rec, detector=StaticBoxes([box]), **SINGLE)
     aligner.get_landmarks(image)
     rgb_crop = rec.batches[-1][0]
     bgra = np.dstack([image[:, :, ::-1], np.full(image.shape[:2], 255, np.uint8)])
