@@ -2,9 +2,9 @@
 
 ::
 
-    acrloss align PATH... --out DIR [--model NAME_OR_PATH] [--detector dlib] [--refine N] [--recursive]
-    acrloss export MODEL --format tflite|onnx --out FILE [--data-dir DIR] [--atol 1e-4]
-    acrloss train|test|pca|prep|demo|flops ARGS...     (= acrloss-train ARGS..., etc.)
+    acrloss align PATH... --out DIR [--model NAME_OR_PATH] [--detector dlib] [--refine N] [--recursive] [--verbose]
+    acrloss export MODEL --format tflite|onnx --out FILE [--data-dir DIR] [--atol 1e-4] [--verbose]
+    acrloss [--verbose] train|test|pca|prep|demo|flops ARGS...     (= acrloss-train ARGS..., etc.)
 
 ``align`` takes image files and folders (their .jpg/.jpeg/.png/.bmp files; ``--recursive``
 for sub-folders). For each photo with a face it writes, under ``--out``, keeping the layout
