@@ -14,7 +14,9 @@ import importlib as _importlib
 
 from acrloss.console import set_backend_logs as _set_backend_logs
 
-_set_backend_logs(python_loggers=False)  # before any backend import: TensorFlow reads its C++ log level once
+# before any backend import (TensorFlow reads its C++ log level once): quiet unless ACRLOSS_VERBOSE=1, so that
+# every entry point, python train.py / test.py included, prints only its own output
+_set_backend_logs()
 
 __version__ = "0.1.0"
 

@@ -19,7 +19,7 @@ with ``FaceAligner(color="bgr")``)::
     save_annotated("out.jpg", frame, faces, color="bgr")          # or: draw and write in one call
 
 A BGR array passed as RGB is *not* detected (any 3-channel array is a valid RGB image): it
-runs, and its points come out up to a few pixels off.
+runs, and its points come out off (up to 5.4 px on real 300-W photos; docs/align.md).
 
 Landmarks are returned in the *original* image's 0-based pixel-centre coordinates
 (:mod:`acrloss.config`). Every box, whether from the detector or given by the caller, is

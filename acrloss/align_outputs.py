@@ -9,7 +9,8 @@ For each photo, under the output folder (keeping the layout below each given fol
 
 and once per run ``align_manifest.json`` (:data:`MANIFEST_NAME`): every input photo with
 its status (``ok``, ``no_face``, ``unreadable``, ``failed``), its files and its error, and
-the counts. A photo without a face and a photo that cannot be read or written get no files
+the counts. File names in the JSON and the manifest are relative to the output folder. A
+photo without a face and a photo that cannot be read or written get no files
 (they are named on stderr and listed in the manifest).
 
 Naming never collides. ``NAME`` is the photo's file stem (its path below a given folder);

@@ -2,9 +2,9 @@
 
 ::
 
-    acrloss align PATH... --out DIR [--model NAME_OR_PATH] [--detector dlib] [--refine N] [--tta|--no-tta] [--recursive]
-    acrloss export MODEL --format tflite|onnx --out FILE [--data-dir DIR] [--atol 1e-4] [--quantize int8|dynamic|float16]
-    acrloss train|test|pca|prep|demo|flops ARGS...     (= acrloss-train ARGS..., etc.)
+    acrloss align PATH... --out DIR [--model NAME_OR_PATH] [--detector dlib] [--refine N] [--tta|--no-tta] [--recursive] [--verbose]
+    acrloss export MODEL --format tflite|onnx --out FILE [--data-dir DIR] [--atol 1e-4] [--quantize int8|dynamic|float16] [--verbose]
+    acrloss [--verbose] train|test|pca|prep|demo|flops ARGS...     (= acrloss-train ARGS..., etc.)
 
 ``align`` also takes video files (by suffix: .mp4, .avi, .mov, .mkv, .webm, ...; see
 :mod:`acrloss.video`): each is tracked and written as ``NAME_aligned.mp4``, ``NAME.csv`` and
@@ -109,10 +109,14 @@ def pts_names(name: str, num_faces: int) -> list[str]:
 
 
 def check_out_dir(out_dir: Path, images: Sequence[tuple[Path, str]]) -> str | None:
-    """Why ``--out`` cannot be used (one line), or ``None``: an existing file, a folder that
-    cannot be created, or the folder of an input image (its ``.pts`` would be overwritten)."""
+    """Why ``--out`` cannot be used (one line), or ``None``: an existing file, a path below a
+    file, or the folder of an input image (its ``.pts`` would be overwritten). Checked
+    before the model loads; :func:`make_out_dir` reports the other creation failures."""
     if out_dir.exists() and not out_dir.is_dir():
         return f"--out {out_dir} is an existing file, not a folder; choose a folder"
+    ancestor = next((p for p in out_dir.absolute().parents if p.exists()), None)
+    if ancestor is not None and not ancestor.is_dir():
+        return f"--out {out_dir}: cannot create the folder ({ancestor} is a file)"
     try:
         out_resolved = out_dir.resolve()
     except OSError as exc:  # pragma: no cover - e.g. a symlink loop
@@ -165,8 +169,12 @@ def align_command(a: argparse.Namespace) -> int:
     if why is not None:
         _err(why)
         return 2
-    run = align_photos(aligner, images, out_dir, image_format=a.image_format, inputs=a.paths,
-                       detector_name=repr(detector), model_name=aligner.model_path or str(a.model), err=_err)
+    try:
+        run = align_photos(aligner, images, out_dir, image_format=a.image_format, inputs=a.paths,
+                           detector_name=repr(detector), model_name=aligner.model_path or str(a.model), err=_err)
+    except OSError as exc:  # the manifest itself cannot be written (per-photo failures are skipped inside)
+        _err(f"--out {out_dir}: cannot write {exc.filename or 'the manifest'} ({exc.strerror or exc})")
+        return 1
     n_read = len(run.results) - run.count("unreadable")
     print(f"{n_read} image(s) read, {run.faces} face(s) found, {run.count('no_face')} image(s) without a face, "
           f"{run.count('unreadable')} unreadable, {run.count('failed')} failed; output in {out_dir}, "

@@ -32,9 +32,10 @@ def set_backend_logs(verbose: bool | None = None, python_loggers: bool = True) -
     Quiet: ``TF_CPP_MIN_LOG_LEVEL=3`` unless the environment already sets it and, with
     ``python_loggers``, the ``tensorflow`` and absl Python loggers at ERROR. Verbose:
     ``TF_CPP_MIN_LOG_LEVEL=0`` and both loggers at INFO. Imports neither TensorFlow nor JAX
-    (absl, which is light, only with ``python_loggers``). ``import acrloss`` sets the
-    environment only; the command-line entry points call this with the loggers after parsing
-    their arguments.
+    (absl, which is light, only with ``python_loggers``). ``import acrloss`` calls it once
+    (quiet unless ``ACRLOSS_VERBOSE=1``); the command-line tools call it again after parsing
+    ``--verbose``. A library user who wants the backend's logs sets ``ACRLOSS_VERBOSE=1`` or
+    calls ``set_backend_logs(True)`` before the first model is built.
     """
     if verbose is None:
         verbose = verbose_from_env()

@@ -51,6 +51,8 @@ SHELL_TOOLS = frozenset({
     "python3 -m venv", "uv", "make", "tensorboard",
 })
 SHELLS = frozenset({"bash", "sh", "zsh"})
+#: third-party ``python -m`` tools a README may name without them being installed here
+PYTHON_TOOLS = frozenset({"build", "twine", "venv", "pip", "pipx", "virtualenv", "ensurepip", "pytest"})
 FENCE_LANGS = frozenset({"bash", "sh", "shell", "console", "zsh"})
 
 
@@ -246,8 +248,8 @@ def check_command(command: str, scripts: dict[str, str], repo: Path = REPO) -> C
         return result
     prog, args = words[0], words[1:]
     where = f"`{command}`"
-    if prog.startswith(".venv/") or re.search(r"(^|/)(\.?venv|env)/bin/", prog):
-        prog = prog.rsplit("/", 1)[1]  # a console script or interpreter of the project's virtual environment
+    if prog.startswith(".venv/") or re.search(r"/bin/[^/]+$", prog):
+        prog = prog.rsplit("/", 1)[1]  # a console script or interpreter of a virtual environment
     if " ".join(words[:3]) in SHELL_TOOLS or prog in SHELL_TOOLS:
         return result
     call: Callable[[], object] | None = None
@@ -266,7 +268,7 @@ def check_command(command: str, scripts: dict[str, str], repo: Path = REPO) -> C
                 spec = importlib.util.find_spec(module)
             except (ImportError, ValueError):
                 spec = None
-            if spec is None:
+            if spec is None and not (module in PYTHON_TOOLS and not _project_module(module)):
                 result.problems.append(f"{where}: no module {module!r}")
                 return result
             if not _project_module(module):
@@ -343,6 +345,7 @@ python nosuch_script.py --x 1
 .venv/bin/python -m acrloss.nosuchmodule
 frobnicate --help
 .venv/bin/python -m pytest -q tests && echo ok
+python -m venv /tmp/w && /tmp/w/bin/pip install dist/acrloss-*.whl && /tmp/w/bin/acrloss align P --out O --refine 1
 ```
 
 ```python
@@ -380,6 +383,7 @@ def test_checker_reports_fabricated_mistakes():
     checked = {r.command for r in fenced + table if r.parser_checked and not r.problems}
     assert any(c.startswith("acrloss align PHOTO") for c in checked)
     assert any(c.startswith("acrloss export MODEL") for c in checked)
+    assert any(c.startswith("/tmp/w/bin/acrloss align") for c in checked)  # a venv's console script
     assert not any("this_is_python_code" in r.command for r in fenced)  # only shell blocks are read
 
 
