@@ -2,8 +2,14 @@
 
 CLI (also the root ``test.py`` and the ``acrloss-test`` console script)::
 
-    test.py --model PATH --dataset 300w --data-dir DIR --json OUT
+    test.py --model PATH --dataset 300w --data-dir DIR --json OUT [--strict]
     test.py --model PATH --images DIR --json OUT
+
+Errors are one line naming the file: a missing model or data folder exits 2 (usage); a
+model that cannot be read or does not fit the data, no face to evaluate, or (with
+``--strict``) any rejected sample exits 1. Without ``--strict`` bad samples (a malformed
+``.pts``, points far outside the image, a missing or unreadable image) are skipped and
+listed under ``rejected`` in the JSON.
 """
 from __future__ import annotations
 
@@ -22,22 +28,68 @@ from tqdm import tqdm
 from acrloss.config import CropConfig, DatasetName, dataset_spec
 from acrloss.data_prep.crop import denormalize
 from acrloss.data_prep.datasets import Sample, available_subsets, read_folder
-from acrloss.data_prep.formats import atomic_write_bytes
+from acrloss.data_prep.formats import LandmarkFileError, RejectedFile, atomic_write_bytes, rejected_summary
 from acrloss.data_prep.pipeline import LandmarkSequence
 from acrloss.metrics import nme as nme_fn, plot_ced, summarize
 from acrloss.models import landmarks_from_output, load_model
 
 
-def predict_samples(model, samples: Sequence[Sample], crop: CropConfig, batch_size: int = 32) -> np.ndarray:
-    """Landmarks ``(M, N, 2)`` in each sample's original image coordinates."""
-    seq = LandmarkSequence(samples, crop, batch_size=batch_size, return_transforms=True, workers=1)
-    out = []
-    for i in tqdm(range(len(seq)), desc="predict", unit="batch", disable=not sys.stderr.isatty()):
-        images, _, transforms = seq[i]
-        pred = landmarks_from_output(model(images, training=False)).reshape(len(images), -1, 2)
-        for p, t in zip(pred, transforms):
-            out.append(t.inverse(denormalize(p, crop.input_size)))
-    return np.stack(out)
+class EvaluationError(RuntimeError):
+    """An evaluation that cannot run or must fail (no data, a model that does not fit the
+    data, rejected samples under ``strict``); the message names the file or folder."""
+
+
+class EvaluationUsageError(EvaluationError):
+    """A missing input named on the command line (``acrloss-test`` exits 2)."""
+
+
+def predict_samples(model, samples: Sequence[Sample], crop: CropConfig, batch_size: int = 32,
+                    rejected: list[RejectedFile] | None = None) -> np.ndarray:
+    """Landmarks ``(M, N, 2)`` in each sample's original image coordinates.
+
+    A sample whose image cannot be read raises :class:`LandmarkFileError` naming it; with a
+    ``rejected`` list it is appended there instead and its row is NaN.
+    """
+    seq = LandmarkSequence(samples, crop, batch_size=batch_size, workers=1)
+    num_points = len(samples[0].points)
+    out = np.full((len(samples), num_points, 2), np.nan)
+    starts = range(0, len(samples), batch_size)
+    for start in tqdm(starts, desc="predict", unit="batch", disable=not sys.stderr.isatty()):
+        rows, images, transforms = [], [], []
+        for i in range(start, min(start + batch_size, len(samples))):
+            try:
+                image, _, transform, _ = seq.load(i)
+            except LandmarkFileError as exc:
+                if rejected is None:
+                    raise
+                rejected.append(RejectedFile.from_error(samples[i].image_path, exc))
+                continue
+            rows.append(i)
+            images.append(image)
+            transforms.append(transform)
+        if not rows:
+            continue
+        batch = np.stack(images).astype(np.float32)
+        pred = landmarks_from_output(model(batch, training=False)).reshape(len(rows), -1, 2)
+        for i, p, t in zip(rows, pred, transforms):
+            out[i] = t.inverse(denormalize(p, crop.input_size))
+    return out
+
+
+def check_model(model, path: str | os.PathLike, num_points: int, dataset: str) -> int:
+    """The input size of ``model`` after checking that it takes ``(S, S, 3)`` images and
+    gives ``num_points`` landmarks; :class:`EvaluationError` naming ``path`` otherwise."""
+    shape = model.input_shape
+    if not (isinstance(shape, tuple) and len(shape) == 4 and shape[1] is not None and shape[1] == shape[2] and shape[3] == 3):
+        raise EvaluationError(f"{path}: the model takes input {shape}; evaluation needs square RGB crops (batch, S, S, 3)")
+    size = int(shape[1])
+    try:
+        points = landmarks_from_output(model(np.zeros((1, size, size, 3), np.float32), training=False)).shape[1] // 2
+    except ValueError as exc:
+        raise EvaluationError(f"{path}: {exc}") from exc
+    if points != num_points:
+        raise EvaluationError(f"{path}: the model gives {points} landmarks, the {dataset} data has {num_points} per face")
+    return size
 
 
 class Test:
@@ -62,11 +114,27 @@ class Test:
         batch_size: int = 32,
         max_faces: int | None = None,
         decoder: str | None = None,
+        strict: bool = False,
+        file_prefix: str = "",
     ) -> dict[str, Any]:
         """Evaluate one checkpoint (see the class docstring). ``decoder`` (heatmap models
         only: ``argmax``, ``quarter``, ``dark``, ``keyposs``) replaces the decoder saved in the
-        checkpoint; ``None`` keeps it."""
+        checkpoint; ``None`` keeps it.
+
+        Bad samples (malformed ``.pts``, points far outside the image, missing or unreadable
+        image) are skipped and listed under ``"rejected"`` (``{"file", "reason"}``) with their
+        count in ``"n_rejected"``; with ``strict`` any of them raises :class:`EvaluationError`.
+        Raises :class:`EvaluationUsageError` for a missing data folder,
+        ``FileNotFoundError`` for a missing model, :class:`EvaluationError` when the model's
+        input or landmark count does not fit the data or no face could be evaluated.
+        ``out_dir`` receives ``{file_prefix}ced.png`` and ``{file_prefix}per_face.csv``.
+        """
         spec = dataset_spec(DatasetName.images if images_dir is not None else ds_name)
+        source = images_dir if images_dir is not None else data_dir
+        if source is None:
+            raise EvaluationUsageError("test_model: give data_dir (the 300-W folder) or images_dir")
+        if not Path(source).is_dir():
+            raise EvaluationUsageError(f"{source}: data folder not found")
         model = load_model(pretrained_model_path)
         if decoder is not None:
             from acrloss.models.heatmap import set_decoder
@@ -75,13 +143,17 @@ class Test:
                 set_decoder(model, decoder)
             except ValueError as exc:
                 raise ValueError(f"{pretrained_model_path}: {exc}") from exc
-        crop = CropConfig(int(model.input_shape[1]), margin)
+        crop = CropConfig(check_model(model, pretrained_model_path, spec.num_points, spec.name), margin)
+        rejected: list[RejectedFile] = []
         if images_dir is not None:
-            found: dict[str, Any] = {"images": read_folder(images_dir, spec.num_points)}
+            try:
+                found: dict[str, Any] = {"images": read_folder(images_dir, spec.num_points, rejected=rejected)}
+            except LandmarkFileError as exc:  # no .pts at all
+                raise EvaluationError(str(exc)) from exc
         else:
-            if data_dir is None:
-                raise ValueError("test_model: give data_dir (the 300-W folder) or images_dir")
-            found = available_subsets(data_dir, subsets)
+            found = available_subsets(data_dir, subsets, rejected=rejected)
+        if strict and rejected:
+            raise EvaluationError(f"--strict: {len(rejected)} bad samples, first {rejected[0].path}: {rejected[0].reason}")
         result: dict[str, Any] = {
             "model": str(pretrained_model_path),
             "dataset": spec.name if images_dir is None else "images",
@@ -98,21 +170,40 @@ class Test:
                 continue
             if max_faces is not None:
                 samples = samples[:max_faces]
-            pred = predict_samples(model, samples, crop, batch_size)
+            if not samples:
+                result["missing"][name] = f"{name}: no usable face (all rejected)"
+                continue
+            bad_images: list[RejectedFile] = []
+            pred = predict_samples(model, samples, crop, batch_size, rejected=bad_images)
+            rejected.extend(r for r in bad_images if r not in rejected)
+            if strict and bad_images:
+                raise EvaluationError(f"--strict: {len(bad_images)} unreadable images, first {bad_images[0].path}: {bad_images[0].reason}")
+            ok = np.isfinite(pred).all(axis=(1, 2))
+            if not ok.any():
+                result["missing"][name] = f"{name}: no usable face (all images unreadable)"
+                continue
+            samples = [s for s, good in zip(samples, ok) if good]
             gt = np.stack([s.points for s in samples])
-            errors = nme_fn(pred, gt, spec.norm_points)
+            errors = nme_fn(pred[ok], gt, spec.norm_points)
             result["subsets"][name] = summarize(errors)
             curves[name] = errors
             rows += [(name, s.image_path, float(e) * 100) for s, e in zip(samples, errors)]
+        result["n_rejected"] = len(rejected)
+        result["rejected"] = [r.as_dict() for r in rejected]
+        if rejected:
+            print(rejected_summary(rejected), file=sys.stderr)
+        if not result["subsets"]:
+            reasons = "; ".join(result["missing"].values()) or "nothing found"
+            raise EvaluationError(f"{source}: no face to evaluate ({reasons})")
         if out_dir is not None and curves:
             out_dir = Path(out_dir)
             out_dir.mkdir(parents=True, exist_ok=True)
-            plot_ced(curves, out_dir / "ced.png")
+            plot_ced(curves, out_dir / f"{file_prefix}ced.png")
             buf = io.StringIO()
             w = csv.writer(buf)
             w.writerow(["subset", "image", "nme_percent"])
             w.writerows(rows)
-            atomic_write_bytes(out_dir / "per_face.csv", buf.getvalue().encode())
+            atomic_write_bytes(out_dir / f"{file_prefix}per_face.csv", buf.getvalue().encode())
         return result
 
 
@@ -135,20 +226,35 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     src.add_argument("--images", help="any folder of images with a .pts beside each (subset 'images')")
     p.add_argument("--subsets", nargs="+", default=["common", "challenging", "full"])
     p.add_argument("--json", help="write the results here")
-    p.add_argument("--out-dir", help="CED plot and per-face CSV (default: beside --json)")
+    p.add_argument("--out-dir", help="CED plot and per-face CSV (default: beside --json; named after its stem: "
+                                     "r.json -> r_ced.png, r_per_face.csv)")
+    p.add_argument("--strict", action="store_true", help="fail (exit 1) on any bad sample instead of skipping and listing it")
     p.add_argument("--max-faces", type=int, default=None)
     p.add_argument("--decoder", choices=["argmax", "quarter", "dark", "keyposs"], default=None,
                    help="heatmap models: decode with this instead of the checkpoint's own decoder")
     a = p.parse_args(argv)
     if a.images is None and a.data_dir is None:
-        raise SystemExit("acrloss-test: give --data-dir (or set ACRLOSS_300W) or --images")
+        p.error("give --data-dir (or set ACRLOSS_300W) or --images")
     out_dir = a.out_dir or (str(Path(a.json).parent) if a.json else None)
-    result = Test().test_model(a.dataset, a.model, data_dir=None if a.images else a.data_dir, images_dir=a.images,
-                               subsets=a.subsets, out_dir=out_dir, max_faces=a.max_faces, decoder=a.decoder)
+    prefix = f"{Path(a.json).stem}_" if a.json else ""
+    try:
+        result = Test().test_model(a.dataset, a.model, data_dir=None if a.images else a.data_dir, images_dir=a.images,
+                                   subsets=a.subsets, out_dir=out_dir, max_faces=a.max_faces, decoder=a.decoder,
+                                   strict=a.strict, file_prefix=prefix)
+    except (EvaluationUsageError, FileNotFoundError) as exc:
+        _fail(exc, 2)
+    except (EvaluationError, LandmarkFileError, ValueError, OSError) as exc:
+        _fail(exc, 1)
     print(format_table(result))
     if a.json:
         atomic_write_bytes(a.json, json.dumps(result, indent=1).encode())
     return result
+
+
+def _fail(exc: BaseException, code: int) -> None:
+    """One line on stderr, then exit ``code``."""
+    print(f"acrloss-test: error: {' '.join(str(exc).split())}", file=sys.stderr)
+    raise SystemExit(code)
 
 
 if __name__ == "__main__":

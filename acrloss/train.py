@@ -23,7 +23,7 @@ from acrloss.callbacks import CurriculumCallback, cosine_lr
 from acrloss.checkpoint import CheckpointError, EpochCheckpoint, RunFolder, RunFolderError, render_log, summary_from
 from acrloss.config import AugmentConfig, CropConfig, CurriculumConfig, DatasetName, ModelArch, TrainConfig, dataset_spec
 from acrloss.data_prep.datasets import load_split, train_val_split
-from acrloss.data_prep.formats import atomic_write_bytes
+from acrloss.data_prep.formats import LandmarkFileError, RejectedFile, atomic_write_bytes, rejected_summary
 from acrloss.data_prep.pipeline import LandmarkSequence, normalized_labels
 from acrloss.losses import get_loss
 from acrloss.metrics import NMEMetric
@@ -86,6 +86,8 @@ class Train:
             raise ValueError("Train: give data_dir (or set ACRLOSS_300W) pointing at the 300-W folder")
         self.spec = dataset_spec(cfg.dataset)
         self.model: keras.Model | None = None
+        #: annotated files the last data read skipped (file and reason)
+        self.rejected: list[RejectedFile] = []
         #: heatmap archs: the one codec that encodes the targets and decodes inside the model
         self.codec = None
         if ModelArch.parse(cfg.arch) is ModelArch.MNV2_HEATMAP:
@@ -95,7 +97,13 @@ class Train:
     # -- pieces ---------------------------------------------------------------------------
     def _samples(self):
         cfg = self.config
-        samples = load_split(cfg.dataset, self.data_dir, "train")
+        rejected: list[RejectedFile] = []  # bad labels / images are skipped, listed here and in summary.json
+        samples = load_split(cfg.dataset, self.data_dir, "train", rejected=rejected)
+        if rejected and rejected != self.rejected:
+            print(rejected_summary(rejected, len(samples) + len(rejected)), file=sys.stderr)
+        self.rejected = rejected
+        if not samples:
+            raise LandmarkFileError(f"{self.data_dir}: no usable training face ({len(rejected)} rejected)")
         if cfg.max_train_faces is not None and cfg.max_train_faces < len(samples):
             keep = np.sort(np.random.default_rng(cfg.seed).permutation(len(samples))[: cfg.max_train_faces])
             samples = [samples[i] for i in keep]
@@ -236,6 +244,7 @@ class Train:
             "seconds_this_run": round(time.time() - start, 1),
             "train_faces": len(train_samples),
             "val_faces": len(val_samples),
+            "rejected": [r.as_dict() for r in self.rejected],
             "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
         }
         atomic_write_bytes(self.save_path / "summary.json", json.dumps(summary, indent=1).encode())
@@ -301,6 +310,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     except (RunFolderError, CheckpointError) as exc:
         print(f"acrloss-train: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    except LandmarkFileError as exc:
+        print(f"acrloss-train: error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
     print(json.dumps({k: v for k, v in summary.items() if k != "history"}, indent=1))
     return summary
 
