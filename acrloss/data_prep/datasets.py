@@ -49,12 +49,13 @@ def _image_for(pts_path: Path) -> Path:
 
 def read_pts_sample(pts_path: str | os.PathLike, num_points: int | None = 68) -> Sample:
     """One ``.pts`` file and the image beside it, its points checked against the image's
-    size (read from the header; see :func:`acrloss.data_prep.formats.validate_points`).
-    Raises :class:`LandmarkFileError` naming the file."""
+    size (read from the header, no pixel decoded; see
+    :func:`acrloss.data_prep.formats.validate_points`). Raises :class:`LandmarkFileError`
+    naming the file."""
     pts_path = Path(pts_path)
     points = read_pts(pts_path, num_points)
     image = _image_for(pts_path)
-    validate_points(points, pts_path, num_points, image_size(image))
+    validate_points(points, pts_path, num_points, image_size(image, decode=False))
     return Sample(str(image), points)
 
 

@@ -104,11 +104,12 @@ def _jpeg_size(data: bytes | memoryview) -> tuple[int, int] | None:
     return None
 
 
-def image_size(path: str | os.PathLike) -> tuple[int, int]:
+def image_size(path: str | os.PathLike, decode: bool = True) -> tuple[int, int] | None:
     """``(width, height)`` of an image file from its header (reads at most a few KB for
-    PNG/BMP/GIF/WebP, up to the first frame header for JPEG; decodes the image only for
-    other formats). Raises :class:`LandmarkFileError` naming the file when it is missing
-    or unreadable."""
+    PNG/BMP/GIF/WebP, up to the first frame header for JPEG). For other formats (or an
+    unreadable header) the image is decoded, or, with ``decode=False``, ``None`` is
+    returned. Raises :class:`LandmarkFileError` naming the file when it is missing or
+    cannot be read."""
     path = Path(path)
     try:
         with open(path, "rb") as fh:
@@ -119,6 +120,8 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
     except OSError as exc:
         raise LandmarkFileError(f"{path}: cannot read image file ({exc.strerror or exc})") from exc
     if size is None:
+        if not decode:
+            return None
         image = read_image(path)
         return image.shape[1], image.shape[0]
     if size[0] <= 0 or size[1] <= 0:
