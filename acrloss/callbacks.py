@@ -1,8 +1,8 @@
 """Training callbacks: the ACR kept-variance curriculum, a cosine learning-rate schedule
-and an atomic best-checkpoint writer that survives a resume."""
+and an atomic best-checkpoint writer that survives a resume. (``Train`` keeps its resume
+state, best checkpoint included, with :class:`acrloss.checkpoint.EpochCheckpoint`.)"""
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Sequence
 
 import keras
-import numpy as np
 
 from acrloss.data_prep.formats import atomic_path, atomic_write_bytes
 
@@ -84,39 +83,3 @@ class BestCheckpoint(keras.callbacks.Callback):
             self.model.save(tmp, overwrite=True)
         record = {"best": self.best, "monitor": self.monitor, "epoch": epoch + 1}
         atomic_write_bytes(self.meta, json.dumps(record, indent=1).encode())
-
-
-class OptimizerStateBackup(keras.callbacks.Callback):
-    """Keeps the optimizer's state (Adam moments, step count) beside Keras'
-    ``BackupAndRestore`` weights, so a resumed run continues exactly where it stopped.
-
-    Saves ``path`` (``.npz``) atomically at every epoch end; restores it at train begin
-    when present; deletes it when training completes.
-    """
-
-    def __init__(self, path: str | os.PathLike) -> None:
-        super().__init__()
-        self.path = Path(path)
-
-    def on_train_begin(self, logs=None):
-        if not self.path.is_file():
-            return
-        opt = self.model.optimizer
-        if not opt.built:
-            opt.build(self.model.trainable_variables)
-        with np.load(self.path) as data:
-            values = [data[f"v{i}"] for i in range(len(data.files))]
-        if len(values) != len(opt.variables):
-            raise ValueError(f"{self.path}: optimizer state has {len(values)} variables, the model's optimizer {len(opt.variables)}")
-        for var, value in zip(opt.variables, values):
-            var.assign(value)
-
-    def on_epoch_end(self, epoch, logs=None):
-        arrays = {f"v{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(self.model.optimizer.variables)}
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)
-        atomic_write_bytes(self.path, buf.getvalue())
-
-    def on_train_end(self, logs=None):
-        if self.path.is_file():
-            self.path.unlink()

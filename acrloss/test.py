@@ -2,9 +2,15 @@
 
 CLI (also the root ``test.py`` and the ``acrloss-test`` console script)::
 
-    test.py --model PATH --dataset 300w --data-dir DIR --json OUT
+    test.py --model PATH --dataset 300w --data-dir DIR --json OUT [--strict]
     test.py --model PATH --dataset wflw --data-dir DIR [--subsets test pose blur]
     test.py --model PATH --images DIR --json OUT
+
+Errors are one line naming the file: a missing model or data folder exits 2 (usage); a
+model that cannot be read or does not fit the data, no face to evaluate, or (with
+``--strict``) any rejected sample exits 1. Without ``--strict`` bad samples (a malformed
+``.pts``, points far outside the image, a missing or unreadable image) are skipped and
+listed under ``rejected`` in the JSON.
 """
 from __future__ import annotations
 
@@ -20,29 +26,74 @@ from typing import Any, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from acrloss.config import CropConfig, DatasetName
+from acrloss.config import CropConfig, DatasetName, dataset_spec
 from acrloss.data_prep.crop import denormalize
-from acrloss.data_prep.datasets import Sample
+from acrloss.data_prep.datasets import Sample, available_subsets, read_folder
+from acrloss.data_prep.formats import LandmarkFileError, RejectedFile, atomic_write_bytes, rejected_summary
 from acrloss.data_prep.subsets import find_subsets, resolve_spec
 from acrloss.dataset_metrics import subset_report
-from acrloss.data_prep.formats import atomic_write_bytes
 from acrloss.data_prep.pipeline import LandmarkSequence
 from acrloss.metrics import plot_ced
 from acrloss.models import landmarks_from_output, load_model
 
 
+class EvaluationError(RuntimeError):
+    """An evaluation that cannot run or must fail (no data, a model that does not fit the
+    data, rejected samples under ``strict``); the message names the file or folder."""
+
+
+class EvaluationUsageError(EvaluationError):
+    """A missing input named on the command line (``acrloss-test`` exits 2)."""
+
+
 def predict_samples(model, samples: Sequence[Sample], crop: CropConfig, batch_size: int = 32,
-                    num_points: int | None = None) -> np.ndarray:
+                    rejected: list[RejectedFile] | None = None, num_points: int | None = None) -> np.ndarray:
     """Landmarks ``(M, N, 2)`` in each sample's original image coordinates (``num_points``:
-    the count the model must predict)."""
-    seq = LandmarkSequence(samples, crop, batch_size=batch_size, return_transforms=True, workers=1)
-    out = []
-    for i in tqdm(range(len(seq)), desc="predict", unit="batch", disable=not sys.stderr.isatty()):
-        images, _, transforms = seq[i]
-        pred = landmarks_from_output(model(images, training=False), num_points).reshape(len(images), -1, 2)
-        for p, t in zip(pred, transforms):
-            out.append(t.inverse(denormalize(p, crop.input_size)))
-    return np.stack(out)
+    the count the model must predict; default the samples').
+
+    A sample whose image cannot be read raises :class:`LandmarkFileError` naming it; with a
+    ``rejected`` list it is appended there instead and its row is NaN.
+    """
+    seq = LandmarkSequence(samples, crop, batch_size=batch_size, workers=1)
+    num_points = num_points or len(samples[0].points)
+    out = np.full((len(samples), num_points, 2), np.nan)
+    starts = range(0, len(samples), batch_size)
+    for start in tqdm(starts, desc="predict", unit="batch", disable=not sys.stderr.isatty()):
+        rows, images, transforms = [], [], []
+        for i in range(start, min(start + batch_size, len(samples))):
+            try:
+                image, _, transform, _ = seq.load(i)
+            except LandmarkFileError as exc:
+                if rejected is None:
+                    raise
+                rejected.append(RejectedFile.from_error(samples[i].image_path, exc))
+                continue
+            rows.append(i)
+            images.append(image)
+            transforms.append(transform)
+        if not rows:
+            continue
+        batch = np.stack(images).astype(np.float32)
+        pred = landmarks_from_output(model(batch, training=False), num_points).reshape(len(rows), -1, 2)
+        for i, p, t in zip(rows, pred, transforms):
+            out[i] = t.inverse(denormalize(p, crop.input_size))
+    return out
+
+
+def check_model(model, path: str | os.PathLike, num_points: int, dataset: str) -> int:
+    """The input size of ``model`` after checking that it takes ``(S, S, 3)`` images and
+    gives ``num_points`` landmarks; :class:`EvaluationError` naming ``path`` otherwise."""
+    shape = model.input_shape
+    if not (isinstance(shape, tuple) and len(shape) == 4 and shape[1] is not None and shape[1] == shape[2] and shape[3] == 3):
+        raise EvaluationError(f"{path}: the model takes input {shape}; evaluation needs square RGB crops (batch, S, S, 3)")
+    size = int(shape[1])
+    try:
+        points = landmarks_from_output(model(np.zeros((1, size, size, 3), np.float32), training=False)).shape[1] // 2
+    except ValueError as exc:
+        raise EvaluationError(f"{path}: {exc}") from exc
+    if points != num_points:
+        raise EvaluationError(f"{path}: the model gives {points} landmarks, the {dataset} data has {num_points} per face")
+    return size
 
 
 class Test:
@@ -73,22 +124,46 @@ class Test:
         decoder: str | None = None,
         mirror: "Sequence[int] | str | None" = None,
         norm_points: "Sequence[int] | str | None" = None,
+        strict: bool = False,
+        file_prefix: str = "",
     ) -> dict[str, Any]:
         """Evaluate one checkpoint (see the class docstring). ``subsets`` ``None``: the
         dataset's test subsets. ``decoder`` (heatmap models only: ``argmax``, ``quarter``,
         ``dark``, ``keyposs``) replaces the decoder saved in the checkpoint; ``None`` keeps
         it. ``mirror`` / ``norm_points``: the scheme of user data (``images``, ``coco``; see
-        :func:`acrloss.config.user_spec`)."""
+        :func:`acrloss.config.user_spec`).
+
+        Bad samples (malformed ``.pts``, points far outside the image, missing or unreadable
+        image) are skipped and listed under ``"rejected"`` (``{"file", "reason"}``) with their
+        count in ``"n_rejected"``; with ``strict`` any of them raises :class:`EvaluationError`.
+        Raises :class:`EvaluationUsageError` for a missing data folder,
+        ``FileNotFoundError`` for a missing model, :class:`EvaluationError` when the model's
+        input or landmark count does not fit the data or no face could be evaluated.
+        ``out_dir`` receives ``{file_prefix}ced.png`` and ``{file_prefix}per_face.csv``.
+        """
         dataset = DatasetName.images if images_dir is not None else DatasetName.parse(ds_name)
-        if images_dir is not None:
-            found: dict[str, Any] = {"images": find_subsets(dataset, images_dir, ("images",))["images"]}
-        else:
-            if data_dir is None:
-                raise ValueError("test_model: give data_dir (the dataset folder) or images_dir")
-            found = find_subsets(dataset, data_dir, subsets)
-        present = [v for v in found.values() if not isinstance(v, str)]
+        source = images_dir if images_dir is not None else data_dir
+        if source is None:
+            raise EvaluationUsageError("test_model: give data_dir (the dataset folder) or images_dir")
+        if not Path(source).exists():
+            raise EvaluationUsageError(f"{source}: data folder not found")
+        rejected: list[RejectedFile] = []
+        try:
+            if images_dir is not None:
+                found: dict[str, Any] = {"images": read_folder(images_dir, None, rejected=rejected)}
+            elif dataset is DatasetName.w300:
+                found = available_subsets(data_dir, subsets or dataset_spec(dataset).test_subsets, rejected=rejected)
+            else:
+                found = find_subsets(dataset, data_dir, subsets)
+        except LandmarkFileError as exc:  # e.g. no .pts at all
+            raise EvaluationError(str(exc)) from exc
+        if strict and rejected:
+            raise EvaluationError(f"--strict: {len(rejected)} bad samples, first {rejected[0].path}: {rejected[0].reason}")
+        present = [v for v in found.values() if not isinstance(v, str) and v]
         user = dataset in (DatasetName.images, DatasetName.coco)  # the scheme comes from the files
-        spec = resolve_spec(dataset, present[0] if user and present else None, mirror, norm_points)
+        if user and not present:
+            raise EvaluationError(f"{source}: no face to evaluate (every file rejected)")
+        spec = resolve_spec(dataset, present[0] if user else None, mirror, norm_points)
         model = load_model(pretrained_model_path)
         if decoder is not None:
             from acrloss.models.heatmap import set_decoder
@@ -97,12 +172,7 @@ class Test:
                 set_decoder(model, decoder)
             except ValueError as exc:
                 raise ValueError(f"{pretrained_model_path}: {exc}") from exc
-        crop = CropConfig(int(model.input_shape[1]), margin)
-        out = model.output.get("landmarks") if isinstance(model.output, dict) else model.output
-        width = None if out is None or isinstance(out, (list, tuple)) else out.shape[-1]
-        if width is not None and int(width) != spec.num_coords:
-            raise ValueError(f"{pretrained_model_path}: the model predicts {int(width) // 2} points; {spec.name} has "
-                             f"{spec.num_points} (wrong point count)")
+        crop = CropConfig(check_model(model, pretrained_model_path, spec.num_points, spec.name), margin)
         result: dict[str, Any] = {
             "model": str(pretrained_model_path),
             "dataset": spec.name if images_dir is None else "images",
@@ -120,22 +190,41 @@ class Test:
                 continue
             if max_faces is not None:
                 samples = samples[:max_faces]
-            pred = predict_samples(model, samples, crop, batch_size, spec.num_points)
-            summary, errors, point_subsets = subset_report(pred, samples, spec)
+            if not samples:
+                result["missing"][name] = f"{name}: no usable face (all rejected)"
+                continue
+            bad_images: list[RejectedFile] = []
+            pred = predict_samples(model, samples, crop, batch_size, rejected=bad_images, num_points=spec.num_points)
+            rejected.extend(r for r in bad_images if r not in rejected)
+            if strict and bad_images:
+                raise EvaluationError(f"--strict: {len(bad_images)} unreadable images, first {bad_images[0].path}: {bad_images[0].reason}")
+            ok = np.isfinite(pred).all(axis=(1, 2))
+            if not ok.any():
+                result["missing"][name] = f"{name}: no usable face (all images unreadable)"
+                continue
+            samples = [s for s, good in zip(samples, ok) if good]
+            summary, errors, point_subsets = subset_report(pred[ok], samples, spec)
             result["subsets"][name] = summary
             if point_subsets:
                 result.setdefault("point_subsets", {})[name] = point_subsets
             curves[name] = errors
             rows += [(name, s.image_path, float(e) * 100) for s, e in zip(samples, errors)]
+        result["n_rejected"] = len(rejected)
+        result["rejected"] = [r.as_dict() for r in rejected]
+        if rejected:
+            print(rejected_summary(rejected), file=sys.stderr)
+        if not result["subsets"]:
+            reasons = "; ".join(result["missing"].values()) or "nothing found"
+            raise EvaluationError(f"{source}: no face to evaluate ({reasons})")
         if out_dir is not None and curves:
             out_dir = Path(out_dir)
             out_dir.mkdir(parents=True, exist_ok=True)
-            plot_ced(curves, out_dir / "ced.png", threshold=spec.failure_threshold)
+            plot_ced(curves, out_dir / f"{file_prefix}ced.png", threshold=spec.failure_threshold)
             buf = io.StringIO()
             w = csv.writer(buf)
             w.writerow(["subset", "image", "nme_percent"])
             w.writerows(rows)
-            atomic_write_bytes(out_dir / "per_face.csv", buf.getvalue().encode())
+            atomic_write_bytes(out_dir / f"{file_prefix}per_face.csv", buf.getvalue().encode())
         return result
 
 
@@ -166,7 +255,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--norm-points", nargs="+", default=None, metavar="A B | box",
                    help="user data: NME normalization, two point indices or 'box' (default: box; 68 points: 36 45)")
     p.add_argument("--json", help="write the results here")
-    p.add_argument("--out-dir", help="CED plot and per-face CSV (default: beside --json)")
+    p.add_argument("--out-dir", help="CED plot and per-face CSV (default: beside --json; named after its stem: "
+                                     "r.json -> r_ced.png, r_per_face.csv)")
+    p.add_argument("--strict", action="store_true", help="fail (exit 1) on any bad sample instead of skipping and listing it")
     p.add_argument("--max-faces", type=int, default=None)
     p.add_argument("--decoder", choices=["argmax", "quarter", "dark", "keyposs"], default=None,
                    help="heatmap models: decode with this instead of the checkpoint's own decoder")
@@ -174,16 +265,29 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if a.images is None and a.data_dir is None and a.dataset == DatasetName.w300.value:
         a.data_dir = os.environ.get("ACRLOSS_300W")
     if a.images is None and a.data_dir is None:
-        raise SystemExit("acrloss-test: give --data-dir (or set ACRLOSS_300W for 300-W) or --images")
+        p.error("give --data-dir (or set ACRLOSS_300W for 300-W) or --images")
     from acrloss.data_prep.user_options import parse_mirror, parse_norm_points
     out_dir = a.out_dir or (str(Path(a.json).parent) if a.json else None)
-    result = Test().test_model(a.dataset, a.model, data_dir=None if a.images else a.data_dir, images_dir=a.images,
-                               subsets=a.subsets, out_dir=out_dir, max_faces=a.max_faces, decoder=a.decoder,
-                               mirror=parse_mirror(a.mirror), norm_points=parse_norm_points(a.norm_points))
+    prefix = f"{Path(a.json).stem}_" if a.json else ""
+    try:
+        result = Test().test_model(a.dataset, a.model, data_dir=None if a.images else a.data_dir, images_dir=a.images,
+                                   subsets=a.subsets, out_dir=out_dir, max_faces=a.max_faces, decoder=a.decoder,
+                                   mirror=parse_mirror(a.mirror), norm_points=parse_norm_points(a.norm_points),
+                                   strict=a.strict, file_prefix=prefix)
+    except (EvaluationUsageError, FileNotFoundError) as exc:
+        _fail(exc, 2)
+    except (EvaluationError, LandmarkFileError, ValueError, OSError) as exc:
+        _fail(exc, 1)
     print(format_table(result))
     if a.json:
         atomic_write_bytes(a.json, json.dumps(result, indent=1).encode())
     return result
+
+
+def _fail(exc: BaseException, code: int) -> None:
+    """One line on stderr, then exit ``code``."""
+    print(f"acrloss-test: error: {' '.join(str(exc).split())}", file=sys.stderr)
+    raise SystemExit(code)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 CLI (also the root ``train.py`` and the ``acrloss-train`` console script)::
 
-    train.py --arch mnv2 --dataset 300w --data-dir DIR --loss acr --epochs N --save-path DIR [--resume]
+    train.py --arch mnv2 --dataset 300w --data-dir DIR --loss acr --epochs N --save-path DIR [--resume | --overwrite]
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import dataclasses
 import importlib.util
 import json
 import os
-import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -19,11 +19,12 @@ from typing import Any, Sequence
 import keras
 import numpy as np
 
-from acrloss.callbacks import BestCheckpoint, CurriculumCallback, OptimizerStateBackup, cosine_lr
+from acrloss.callbacks import CurriculumCallback, cosine_lr
+from acrloss.checkpoint import CheckpointError, EpochCheckpoint, RunFolder, RunFolderError, render_log, summary_from
 from acrloss.config import AugmentConfig, CropConfig, CurriculumConfig, DatasetName, ModelArch, TrainConfig
 from acrloss.data_prep.datasets import load_split, train_val_split
+from acrloss.data_prep.formats import LandmarkFileError, RejectedFile, atomic_write_bytes, rejected_summary
 from acrloss.data_prep.subsets import resolve_spec
-from acrloss.data_prep.formats import atomic_write_bytes
 from acrloss.data_prep.pipeline import LandmarkSequence, normalized_labels
 from acrloss.losses import get_loss
 from acrloss.metrics import NMEMetric
@@ -57,8 +58,9 @@ class Train:
               data_dir="../shared/data/300w", loss="acr", epochs=60).train()
 
     Outputs in ``save_path``: ``best.h5`` (lowest validation NME) with ``best.h5.json``,
-    ``log.csv``, ``config.json``, the PCA model (``pca/``), ``backup/`` (resume state) and,
-    with the TensorFlow backend, ``tensorboard/``.
+    ``log.csv``, ``config.json``, ``summary.json``, the PCA model (``pca/``),
+    ``checkpoint.npz`` (+ ``checkpoint.prev.npz``: the resume state, see
+    :mod:`acrloss.checkpoint`) and, with the TensorFlow backend, ``tensorboard/``.
     """
 
     def __init__(
@@ -87,6 +89,8 @@ class Train:
             raise ValueError(f"Train: give data_dir (or set ACRLOSS_300W for 300-W) pointing at the {cfg.dataset} data")
         self.spec = self._dataset_spec()
         self.model: keras.Model | None = None
+        #: annotated files the last data read skipped (file and reason)
+        self.rejected: list[RejectedFile] = []
         #: heatmap archs: the one codec that encodes the targets and decodes inside the model
         self.codec = None
         if ModelArch.parse(cfg.arch) is ModelArch.MNV2_HEATMAP:
@@ -111,7 +115,13 @@ class Train:
         if cfg.split != "random":  # leave-one-source-out (acrloss.data_prep.splits)
             check_split_dataset(cfg.split, cfg.dataset)
             return loso_split(self.data_dir, cfg.split, cfg.max_train_faces, cfg.seed)
-        samples = load_split(cfg.dataset, self.data_dir, "train")
+        rejected: list[RejectedFile] = []  # bad labels / images are skipped, listed here and in summary.json
+        samples = load_split(cfg.dataset, self.data_dir, "train", rejected=rejected)
+        if rejected and rejected != self.rejected:
+            print(rejected_summary(rejected, len(samples) + len(rejected)), file=sys.stderr)
+        self.rejected = rejected
+        if not samples:
+            raise LandmarkFileError(f"{self.data_dir}: no usable training face ({len(rejected)} rejected)")
         if cfg.max_train_faces is not None and cfg.max_train_faces < len(samples):
             keep = np.sort(np.random.default_rng(cfg.seed).permutation(len(samples))[: cfg.max_train_faces])
             samples = [samples[i] for i in keep]
@@ -161,23 +171,37 @@ class Train:
         return model
 
     # -- the run --------------------------------------------------------------------------
-    def train(self, resume: bool = False, extra_callbacks: Sequence[keras.callbacks.Callback] = ()) -> dict[str, Any]:
-        """Run training; with ``resume`` continue from ``save_path/backup`` after a kill.
+    def train(self, resume: bool = False, extra_callbacks: Sequence[keras.callbacks.Callback] = (),
+              overwrite: bool = False) -> dict[str, Any]:
+        """Run training.
+
+        A fresh run needs an empty (or absent) ``save_path``; ``overwrite`` first removes a
+        previous run's files there. ``resume`` continues from ``save_path/checkpoint.npz``
+        after a kill (or starts when there is none yet); on a finished run it changes
+        nothing and returns its summary with ``"status": "already finished"``.
         ``extra_callbacks`` (Keras callbacks) run after the built-in ones.
+
+        Raises :class:`acrloss.checkpoint.RunFolderError` / ``CheckpointError`` (naming the
+        folder or file) when the folder cannot be used as asked.
 
         Returns a summary: best validation NME (%), its epoch, epochs run, seconds.
         """
         cfg = self.config
         keras.utils.set_random_seed(cfg.seed)
-        backup = self.save_path / "backup"
+        folder = RunFolder(self.save_path, dataclasses.asdict(cfg), cfg.epochs)
         if resume:
-            recipe.check_resume(self.save_path, cfg)
-        if not resume:
-            for stale in (backup, self.save_path / "optimizer_state.npz", self.save_path / "best.h5", self.save_path / "best.h5.json", self.save_path / "log.csv"):
-                if stale.is_dir():
-                    shutil.rmtree(stale)
-                elif stale.exists():
-                    stale.unlink()
+            done = folder.finished_run() or folder.legacy_finished()
+            if done is not None:
+                print(f"{self.save_path}: this run already finished ({cfg.epochs} epochs); nothing to do", file=sys.stderr)
+                summary_file = self.save_path / "summary.json"
+                return {**json.loads(summary_file.read_text()), "status": "already finished"}
+            recipe.check_resume(self.save_path, cfg)  # the split, clipping, EMA and augmentation must match
+        state = folder.prepare(resume=resume, overwrite=overwrite)
+        if state is not None and state.finished:  # killed after its last checkpoint: rebuild what follows it
+            atomic_write_bytes(self.save_path / "log.csv", render_log(state.log))
+            summary = summary_from(state, seconds_this_run=0.0, status="already finished")
+            atomic_write_bytes(self.save_path / "summary.json", json.dumps(summary, indent=1).encode())
+            return summary
         self.save_path.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(self.save_path / "config.json", json.dumps(dataclasses.asdict(cfg), indent=1, default=str).encode())
 
@@ -208,13 +232,14 @@ class Train:
             **objective,
         )
         self.model = model
+        initial_epoch = state.epoch if state is not None else 0
+        train_seq.epoch = initial_epoch  # a resumed run shuffles and augments as the uninterrupted one
+        train_seq._reshuffle()
         callbacks: list[keras.callbacks.Callback] = [
-            keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True),
-            OptimizerStateBackup(self.save_path / "optimizer_state.npz"),
             keras.callbacks.LearningRateScheduler(cosine_lr(cfg.learning_rate, cfg.epochs)),
-            keras.callbacks.CSVLogger(str(self.save_path / "log.csv"), append=resume),
             *recipe.ema_callbacks(cfg),  # EMA: validation and best.h5 use the averaged weights
-            BestCheckpoint(self.save_path / "best.h5", monitor=f"val_{nme_name}" if val_seq is not None else nme_name),
+            # weights, optimizer, epoch, log row and best record saved as one unit (acrloss.checkpoint)
+            EpochCheckpoint(folder, state, monitor=f"val_{nme_name}" if val_seq is not None else nme_name),
         ]
         if use_phi:
             callbacks.insert(0, CurriculumCallback([s for s in (train_seq, val_seq) if s is not None], cfg.curriculum.levels, cfg.epochs))
@@ -226,7 +251,10 @@ class Train:
             fit_train = musica_model.DictTargets(train_seq, workers=cfg.workers)
             fit_val = musica_model.DictTargets(val_seq, workers=cfg.workers) if val_seq is not None else None
         start = time.time()
-        history = model.fit(fit_train, validation_data=fit_val, epochs=cfg.epochs, callbacks=callbacks, verbose=1 if os.environ.get("ACRLOSS_QUIET") is None else 2)
+        # shuffle=False: the sequence shuffles itself, seeded by (seed, epoch); Keras' own batch-order shuffle
+        # draws from the global RNG, which a resumed run could not replay
+        history = model.fit(fit_train, validation_data=fit_val, epochs=cfg.epochs, initial_epoch=initial_epoch, shuffle=False,
+                            callbacks=callbacks, verbose=1 if os.environ.get("ACRLOSS_QUIET") is None else 2)
         best_meta = self.save_path / "best.h5.json"
         best = json.loads(best_meta.read_text()) if best_meta.is_file() else {}
         summary = {
@@ -236,6 +264,7 @@ class Train:
             "seconds_this_run": round(time.time() - start, 1),
             "train_faces": len(train_samples),
             "val_faces": len(val_samples),
+            "rejected": [r.as_dict() for r in self.rejected],
             "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
         }
         atomic_write_bytes(self.save_path / "summary.json", json.dumps(summary, indent=1).encode())
@@ -281,7 +310,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--workers", type=int, default=d.workers)
     p.add_argument("--save-path", required=True)
-    p.add_argument("--resume", action="store_true", help="continue from SAVE_PATH/backup after a kill")
+    run = p.add_mutually_exclusive_group()
+    run.add_argument("--resume", action="store_true",
+                     help="continue from SAVE_PATH/checkpoint.npz after a kill (a finished run: says so, changes nothing)")
+    run.add_argument("--overwrite", action="store_true", help="replace the run already in SAVE_PATH (else a non-empty SAVE_PATH is refused)")
     recipe.add_arguments(p)
     return p
 
@@ -306,7 +338,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         user_mirror=user_mirror, user_norm_points=user_norm,
     )
     cfg = recipe.apply_arguments(a, cfg)
-    summary = Train(a.arch, a.dataset, a.save_path, a.data_dir, config=cfg).train(resume=a.resume)
+    try:
+        summary = Train(a.arch, a.dataset, a.save_path, a.data_dir, config=cfg).train(resume=a.resume, overwrite=a.overwrite)
+    except (RunFolderError, CheckpointError) as exc:
+        print(f"acrloss-train: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except LandmarkFileError as exc:
+        print(f"acrloss-train: error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
     print(json.dumps({k: v for k, v in summary.items() if k != "history"}, indent=1))
     return summary
 

@@ -41,4 +41,4 @@ def test_shipped_results_reproduce_with_test_cli(path, w300_dir, tmp_path):
         assert np.isfinite(common[key])
         assert common[key] == pytest.approx(recorded[key], abs=1e-3), key
     assert "challenging" in result["missing"]
-    assert (tmp_path / "ced.png").stat().st_size > 0
+    assert (tmp_path / "result_ced.png").stat().st_size > 0

@@ -50,8 +50,8 @@ def test_cli_on_an_images_folder_writes_json_and_ced(tiny_model_path, three_face
         assert math.isfinite(data["subsets"]["images"][key])
     assert data["missing"] == {}
     assert data["input_size"] == 32
-    assert (out.parent / "ced.png").read_bytes()[:4] == b"\x89PNG"
-    per_face = (out.parent / "per_face.csv").read_text().splitlines()
+    assert (out.parent / "result_ced.png").read_bytes()[:4] == b"\x89PNG"  # named after the --json stem
+    per_face = (out.parent / "result_per_face.csv").read_text().splitlines()
     assert len(per_face) == 4 and per_face[0] == "subset,image,nme_percent"
     assert {Path(line.split(",")[1]).name for line in per_face[1:]} == {p.name for p in three_faces.glob("*.jpg")}
 
@@ -63,7 +63,7 @@ def test_cli_on_300w_reports_missing_subsets(tiny_model_path, w300_dir, tmp_path
     data = json.loads(out.read_text())
     assert data["subsets"]["common"]["n"] == 5
     assert data["missing"]["challenging"] == f"challenging: ibug/ not found under {w300_dir}"
-    assert (tmp_path / "plots" / "ced.png").is_file()
+    assert (tmp_path / "plots" / "r_ced.png").is_file()
     assert not (tmp_path / "ced.png").exists()
 
 
@@ -73,9 +73,11 @@ def test_cli_needs_a_data_source(tiny_model_path, monkeypatch):
         evaluation.main(["--model", str(tiny_model_path)])
 
 
-def test_cli_bad_model_path_names_it(three_faces, tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"no_model_here\.h5"):
+def test_cli_bad_model_path_names_it(three_faces, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
         evaluation.main(["--model", str(tmp_path / "no_model_here.h5"), "--images", str(three_faces)])
+    assert exc.value.code == 2
+    assert "no_model_here.h5" in capsys.readouterr().err
 
 
 def run_script(*args: str) -> subprocess.CompletedProcess:

@@ -62,6 +62,7 @@ def test_short_training_run_lowers_the_loss(trained_run):
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]
     np.testing.assert_allclose([float(r["loss"]) for r in rows], losses, rtol=1e-5)
     assert not (save / "backup").exists()
+    assert (save / "checkpoint.npz").is_file()  # the last epoch's resume state (acrloss.checkpoint)
 
 
 def test_checkpoint_evaluates_on_common_and_reports_missing(trained_run, w300_dir, tmp_path):
@@ -125,7 +126,7 @@ class Recorder(keras.callbacks.Callback):
         self.start_weights = None
         self.epochs = []
 
-    def on_train_begin(self, logs=None):  # runs after BackupAndRestore restored the weights
+    def on_train_begin(self, logs=None):  # runs after the checkpoint callback restored the weights
         self.start_weights = [np.array(w) for w in self.model.get_weights()]
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -140,7 +141,7 @@ def test_interrupted_run_resumes_without_redoing_epochs(w300_dir, tmp_path, monk
     kill = KillAfterEpoch(1)
     with pytest.raises(Interrupt):
         Train(**settings).train(extra_callbacks=[kill])
-    assert (save / "backup").is_dir()
+    assert (save / "checkpoint.npz").is_file()
     with open(save / "log.csv") as fh:
         assert [int(r["epoch"]) for r in csv.DictReader(fh)] == [0, 1]
     best_before = json.loads((save / "best.h5.json").read_text())["best"]
@@ -160,7 +161,7 @@ def test_interrupted_run_resumes_without_redoing_epochs(w300_dir, tmp_path, monk
     assert [int(r["epoch"]) for r in csv.DictReader(text.splitlines())] == [0, 1, 2]
     best_after = json.loads((save / "best.h5.json").read_text())["best"]
     assert best_after <= best_before
-    assert not (save / "backup").exists()  # a finished run removes its resume state
+    assert not (save / "backup").exists()
 
 
 def test_cli_passes_the_acr_knobs_to_the_config(monkeypatch, tmp_path):
@@ -173,7 +174,7 @@ def test_cli_passes_the_acr_knobs_to_the_config(monkeypatch, tmp_path):
         def __init__(self, arch, dataset, save_path, data_dir, config):
             seen["config"] = config
 
-        def train(self, resume=False):
+        def train(self, resume=False, overwrite=False):
             seen["resume"] = resume
             return {"best_val_nme": None}
 

@@ -65,7 +65,7 @@ def heatmap_run(w300_dir, tmp_path_factory):
         mp.setenv("ACRLOSS_QUIET", "1")
         with pytest.raises(Interrupt):
             Train(save_path=save, data_dir=w300_dir, **SETTINGS).train(extra_callbacks=[KillAfterEpoch(0)])
-        assert (save / "backup").is_dir()
+        assert (save / "checkpoint.npz").is_file()  # the resume state (acrloss.checkpoint)
         rec = Recorder()
         summary = Train(save_path=save, data_dir=w300_dir, **SETTINGS).train(resume=True, extra_callbacks=[rec])
     return save, summary, rec.epochs

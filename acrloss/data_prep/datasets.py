@@ -9,8 +9,8 @@ from typing import Sequence
 import numpy as np
 
 from acrloss.config import DatasetName
-from acrloss.data_prep.formats import LandmarkFileError, read_pts
-from acrloss.data_prep.images import IMAGE_EXTENSIONS
+from acrloss.data_prep.formats import LandmarkFileError, RejectedFile, read_pts, validate_points
+from acrloss.data_prep.images import IMAGE_EXTENSIONS, image_size
 
 
 @dataclass
@@ -55,11 +55,26 @@ def _image_for(pts_path: Path) -> Path:
     raise LandmarkFileError(f"{pts_path}: no image (.jpg/.png) beside this .pts file")
 
 
-def read_folder(folder: str | os.PathLike, num_points: int = 68, recursive: bool = True) -> list[Sample]:
+def read_pts_sample(pts_path: str | os.PathLike, num_points: int | None = 68) -> Sample:
+    """One ``.pts`` file and the image beside it, its points checked against the image's
+    size (read from the header, no pixel decoded; see
+    :func:`acrloss.data_prep.formats.validate_points`). Raises :class:`LandmarkFileError`
+    naming the file."""
+    pts_path = Path(pts_path)
+    points = read_pts(pts_path, num_points)
+    image = _image_for(pts_path)
+    validate_points(points, pts_path, num_points, image_size(image, decode=False))
+    return Sample(str(image), points)
+
+
+def read_folder(folder: str | os.PathLike, num_points: int = 68, recursive: bool = True,
+                rejected: list[RejectedFile] | None = None) -> list[Sample]:
     """Every ``.pts`` under ``folder`` with the image beside it, sorted by path.
 
     Raises :class:`LandmarkFileError` naming the folder when it is missing or holds no
-    ``.pts`` file, and naming the file for a bad ``.pts`` or a missing image.
+    ``.pts`` file, and naming the file for a bad ``.pts`` (malformed, wrong point count,
+    points far outside the image) or a missing image. With a ``rejected`` list, bad files
+    are appended to it (file and reason) and skipped instead.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -67,15 +82,23 @@ def read_folder(folder: str | os.PathLike, num_points: int = 68, recursive: bool
     pts_files = sorted(folder.rglob("*.pts") if recursive else folder.glob("*.pts"))
     if not pts_files:
         raise LandmarkFileError(f"{folder}: no .pts files found (empty folder?)")
-    return [Sample(str(_image_for(p)), read_pts(p, num_points)) for p in pts_files]
+    samples = []
+    for p in pts_files:
+        try:
+            samples.append(read_pts_sample(p, num_points))
+        except LandmarkFileError as exc:
+            if rejected is None:
+                raise
+            rejected.append(RejectedFile.from_error(p, exc))
+    return samples
 
 
-def w300_subset(data_dir: str | os.PathLike, subset: str) -> list[Sample]:
+def w300_subset(data_dir: str | os.PathLike, subset: str, rejected: list[RejectedFile] | None = None) -> list[Sample]:
     """Samples of one 300-W subset (``train``, ``common``, ``challenging`` or ``full``).
 
     A folder that is absent is reported by :class:`SubsetNotFoundError`
     ("challenging: ibug/ not found under DIR"); for ``full`` the missing part is skipped
-    as well: no partial subsets are reported.
+    as well: no partial subsets are reported. ``rejected``: see :func:`read_folder`.
     """
     if subset not in W300_SUBSETS:
         raise ValueError(f"unknown 300-W subset {subset!r}; choose one of {sorted(W300_SUBSETS)}")
@@ -90,27 +113,35 @@ def w300_subset(data_dir: str | os.PathLike, subset: str) -> list[Sample]:
         )
     samples: list[Sample] = []
     for folder in present:
-        samples.extend(read_folder(data_dir / folder, num_points=68, recursive=False))
+        samples.extend(read_folder(data_dir / folder, num_points=68, recursive=False, rejected=rejected))
     return samples
 
 
-def available_subsets(data_dir: str | os.PathLike, names: Sequence[str] = ("common", "challenging", "full")) -> dict[str, list[Sample] | str]:
-    """Each requested subset's samples, or the reason it is missing (a string)."""
+def available_subsets(data_dir: str | os.PathLike, names: Sequence[str] = ("common", "challenging", "full"),
+                      rejected: list[RejectedFile] | None = None) -> dict[str, list[Sample] | str]:
+    """Each requested subset's samples, or the reason it is missing (a string).
+    ``rejected``: see :func:`read_folder` (a file is listed once even if in two subsets)."""
     out: dict[str, list[Sample] | str] = {}
     for name in names:
         try:
-            out[name] = w300_subset(data_dir, name)
+            found: list[RejectedFile] | None = [] if rejected is not None else None
+            out[name] = w300_subset(data_dir, name, rejected=found)
+            if rejected is not None:
+                rejected.extend(r for r in found if r not in rejected)
         except SubsetNotFoundError as exc:
             out[name] = str(exc)
     return out
 
 
-def load_split(dataset: str | DatasetName, data_dir: str | os.PathLike, subset: str) -> list[Sample]:
+def load_split(dataset: str | DatasetName, data_dir: str | os.PathLike, subset: str,
+               rejected: list[RejectedFile] | None = None) -> list[Sample]:
     """Samples of a dataset's subset (:func:`acrloss.data_prep.subsets.load_subset`);
-    ``DatasetName.images`` reads any folder recursively (every face with the same point count)."""
+    ``DatasetName.images`` reads any folder recursively (every face with the same point count).
+    ``rejected``: files refused at read time are listed there (300-W and image folders,
+    see :func:`read_folder`)."""
     dataset = DatasetName.parse(dataset)
     if dataset is DatasetName.w300:
-        return w300_subset(data_dir, subset)
+        return w300_subset(data_dir, subset, rejected=rejected)
     from acrloss.data_prep.subsets import load_subset  # WFLW, COFW, COFW-68, AFLW, user folders / COCO JSON
 
     return load_subset(dataset, data_dir, subset)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from typing import Iterator
+from dataclasses import dataclass
+from typing import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +20,92 @@ class LandmarkFileError(ValueError):
     """A landmark or image file that cannot be used; the message names the file."""
 
 
+@dataclass(frozen=True)
+class RejectedFile:
+    """A file a reader skipped: its path and why (for the summaries of training/evaluation)."""
+
+    path: str
+    reason: str
+
+    @classmethod
+    def from_error(cls, path: str | os.PathLike, exc: Exception) -> "RejectedFile":
+        msg, prefix = str(exc), f"{path}: "
+        return cls(str(path), msg[len(prefix):] if msg.startswith(prefix) else msg)
+
+    def as_dict(self) -> dict[str, str]:
+        return {"file": self.path, "reason": self.reason}
+
+
+def rejected_summary(rejected: Sequence[RejectedFile], total: int | None = None, show: int = 10) -> str:
+    """A few lines naming the rejected files and why (the first ``show`` of them)."""
+    if not rejected:
+        return ""
+    of = f" of {total}" if total is not None else ""
+    lines = [f"rejected {len(rejected)}{of} annotated files:"]
+    lines += [f"  {r.path}: {r.reason}" for r in rejected[:show]]
+    if len(rejected) > show:
+        lines.append(f"  ... and {len(rejected) - show} more")
+    return "\n".join(lines)
+
+
+#: how far outside the image a landmark may lie, as a fraction of the image's longer side
+POINT_MARGIN = 0.5
+#: without the image size, no coordinate may exceed this many pixels in magnitude
+MAX_ABS_COORDINATE = 1e5
+
+
+def validate_points(
+    points: np.ndarray,
+    source: str | os.PathLike,
+    num_points: int | None = None,
+    image_size: tuple[int, int] | None = None,
+    margin: float = POINT_MARGIN,
+) -> np.ndarray:
+    """Check one face's 0-based ``(N, 2)`` (x, y) landmarks and return them as float64.
+
+    Every reader calls this at read time. Raises :class:`LandmarkFileError` naming
+    ``source`` when the array is not ``(N, 2)``, holds a point count other than
+    ``num_points`` (when given), NaN/infinite values, or a point further than ``margin`` x
+    the image's longer side outside the image of ``image_size`` ``(width, height)`` (without
+    a size: a coordinate beyond :data:`MAX_ABS_COORDINATE` pixels). Points just outside the
+    image (an occluded jaw at the border) pass.
+    """
+    pts = np.asarray(points, dtype=np.float64)
+    if pts.ndim != 2 or pts.shape[1] != 2:
+        raise LandmarkFileError(f"{source}: landmarks must be (N, 2) (x, y) pairs, got shape {pts.shape}")
+    if num_points is not None and len(pts) != num_points:
+        raise LandmarkFileError(f"{source}: expected {num_points} points, found {len(pts)}")
+    finite = np.isfinite(pts).all(axis=1)
+    if not finite.all():
+        i = int(np.argmin(finite))
+        raise LandmarkFileError(f"{source}: point {i} is not finite ({pts[i, 0]!r}, {pts[i, 1]!r})")
+    if image_size is None:
+        bad = np.abs(pts).max(axis=1) > MAX_ABS_COORDINATE
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise LandmarkFileError(f"{source}: point {i} at ({pts[i, 0]:.6g}, {pts[i, 1]:.6g}) is absurdly far "
+                                    f"(beyond {MAX_ABS_COORDINATE:g} px)")
+        return pts
+    width, height = int(image_size[0]), int(image_size[1])
+    slack = margin * max(width, height)
+    lo = np.array([-slack, -slack])
+    hi = np.array([width - 1 + slack, height - 1 + slack])
+    outside = ((pts < lo) | (pts > hi)).any(axis=1)
+    if outside.any():
+        i = int(np.argmax(outside))
+        raise LandmarkFileError(
+            f"{source}: point {i} at ({pts[i, 0]:.6g}, {pts[i, 1]:.6g}) lies far outside the {width}x{height} image "
+            f"(allowed x in [{lo[0]:.0f}, {hi[0]:.0f}], y in [{lo[1]:.0f}, {hi[1]:.0f}], 0-based)")
+    return pts
+
+
 def read_pts(path: str | os.PathLike, num_points: int | None = 68) -> np.ndarray:
     """Read an iBUG ``.pts`` file as a ``(N, 2)`` float64 array of 0-based (x, y) points.
 
     Raises :class:`LandmarkFileError` naming the file when it is missing, malformed, holds
-    a point count other than ``num_points`` (when given), or non-finite values.
+    a point count other than ``num_points`` (when given), non-finite values or absurd ones
+    (see :func:`validate_points`; the check against the image size is the caller's, who
+    knows the image).
     """
     path = Path(path)
     try:
@@ -55,7 +137,7 @@ def read_pts(path: str | os.PathLike, num_points: int | None = 68) -> np.ndarray
         raise LandmarkFileError(f"{path}: expected {num_points} points, found {len(pts)}")
     if not np.all(np.isfinite(pts)):
         raise LandmarkFileError(f"{path}: holds NaN or infinite coordinates")
-    return pts - 1.0
+    return validate_points(pts - 1.0, path, num_points)
 
 
 @contextlib.contextmanager
