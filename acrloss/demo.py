@@ -21,27 +21,10 @@ import numpy as np
 
 from acrloss import presets
 from acrloss.align import FaceAligner, save_annotated
-from acrloss.presets import DEFAULT_MODEL, resolve_model
+from acrloss.presets import DEFAULT_MODEL, resolve_model, sample_image_path  # noqa: F401  (re-exported)
 from acrloss.console import set_backend_logs
 from acrloss.data_prep.formats import LandmarkFileError
 from acrloss.data_prep.images import read_image
-
-
-def sample_image_path() -> Path:
-    """matplotlib's bundled ``grace_hopper.jpg`` (a path, whatever the matplotlib version)."""
-    from matplotlib import cbook  # noqa: PLC0415
-
-    try:
-        ref = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
-    except TypeError:  # very old/new signatures without asfileobj
-        ref = cbook.get_sample_data("grace_hopper.jpg")
-    if hasattr(ref, "read"):  # a file object: use its name, close it
-        name = getattr(ref, "name", None)
-        ref.close()
-        ref = name
-    if ref is None or not Path(ref).is_file():
-        raise FileNotFoundError("matplotlib's sample image grace_hopper.jpg was not found; pass --image")
-    return Path(ref)
 
 
 def find_data_dir(explicit: str | None) -> tuple[Path | None, str]:

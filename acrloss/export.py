@@ -110,7 +110,7 @@ def is_exported_path(path: Any) -> bool:
 def _as_keras_model(model: Any):
     """A loaded keras model from a model, a shipped name or a checkpoint path."""
     if isinstance(model, (str, os.PathLike)):
-        from acrloss.align import resolve_model  # noqa: PLC0415
+        from acrloss.presets import resolve_model  # noqa: PLC0415
         from acrloss.models.regressor import load_model  # noqa: PLC0415
 
         return load_model(resolve_model(model))
@@ -353,9 +353,9 @@ def parity_crops(input_size: int, data_dir: str | os.PathLike | None = None, n: 
     """
     from acrloss.data_prep.crop import CropTransform  # noqa: PLC0415
     from acrloss.data_prep.images import read_image  # noqa: PLC0415
-    from acrloss.demo import find_data_dir, sample_image_path  # noqa: PLC0415
+    from acrloss.presets import find_data_dir, sample_image_path  # noqa: PLC0415
 
-    found, _ = find_data_dir(None if data_dir is None else str(data_dir))
+    found, _ = find_data_dir("300w", data_dir)
     if found is not None:
         from acrloss.data_prep.datasets import SubsetNotFoundError, w300_subset  # noqa: PLC0415
 

@@ -111,3 +111,20 @@ def find_data_dir(dataset: str = "300w", explicit: str | os.PathLike | None = No
             return p, str(p)
         tried.append(str(p))
     return None, f"no --data-dir, {env_name or 'no environment variable'} unset, and none of {', '.join(tried)} exists"
+
+
+def sample_image_path() -> Path:
+    """matplotlib's bundled ``grace_hopper.jpg`` (a path, whatever the matplotlib version)."""
+    from matplotlib import cbook  # noqa: PLC0415
+
+    try:
+        ref = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+    except TypeError:  # very old/new signatures without asfileobj
+        ref = cbook.get_sample_data("grace_hopper.jpg")
+    if hasattr(ref, "read"):  # a file object: use its name, close it
+        name = getattr(ref, "name", None)
+        ref.close()
+        ref = name
+    if ref is None or not Path(ref).is_file():
+        raise FileNotFoundError("matplotlib's sample image grace_hopper.jpg was not found; pass --image")
+    return Path(ref)

@@ -98,9 +98,9 @@ class QuantizeReport:
 
 
 def _data_dir(data_dir: Any) -> Path:
-    from acrloss.demo import find_data_dir  # noqa: PLC0415
+    from acrloss.presets import find_data_dir  # noqa: PLC0415
 
-    found, why = find_data_dir(None if data_dir is None else str(data_dir))
+    found, why = find_data_dir("300w", data_dir)
     if found is None:
         raise QuantizationError(f"quantized export needs the real 300-W faces for calibration and the accuracy "
                                 f"check ({why}); give data_dir / --data-dir")
