@@ -41,13 +41,26 @@ def build_optimizer(cfg: TrainConfig) -> keras.optimizers.Optimizer:
     return keras.optimizers.AdamW(learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay, **kwargs)
 
 
-def ema_callbacks(cfg: TrainConfig) -> list[keras.callbacks.Callback]:
-    """Callbacks to place right before the best-checkpoint writer: with EMA on, Keras'
-    ``SwapEMAWeights(swap_on_epoch=True)`` (validation and the epoch-end callbacks after it
-    see the averaged weights); otherwise none."""
+class ResumableSwapEMAWeights(keras.callbacks.SwapEMAWeights):
+    """Keras' ``SwapEMAWeights(swap_on_epoch=True)`` that knows a resumed run's state.
+
+    The epoch checkpoint (:class:`acrloss.checkpoint.EpochCheckpoint`, after this callback)
+    is taken with the averaged weights swapped into the model; a run resumed from it starts
+    in that swapped state, so the first ``on_epoch_begin`` swaps back, exactly as the
+    uninterrupted run would have."""
+
+    def __init__(self, resumed: bool = False) -> None:
+        super().__init__(swap_on_epoch=True)
+        self._ema_weights_in_model = bool(resumed)
+
+
+def ema_callbacks(cfg: TrainConfig, resumed: bool = False) -> list[keras.callbacks.Callback]:
+    """Callbacks to place right before the epoch checkpoint writer: with EMA on,
+    :class:`ResumableSwapEMAWeights` (validation and the epoch-end callbacks after it see
+    the averaged weights; ``resumed``: the run continues from a checkpoint); otherwise none."""
     if cfg.ema_momentum is None:
         return []
-    return [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)]
+    return [ResumableSwapEMAWeights(resumed)]
 
 
 def check_resume(save_path: str | Path, cfg: TrainConfig) -> None:

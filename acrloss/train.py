@@ -237,7 +237,7 @@ class Train:
         train_seq._reshuffle()
         callbacks: list[keras.callbacks.Callback] = [
             keras.callbacks.LearningRateScheduler(cosine_lr(cfg.learning_rate, cfg.epochs)),
-            *recipe.ema_callbacks(cfg),  # EMA: validation and best.h5 use the averaged weights
+            *recipe.ema_callbacks(cfg, resumed=state is not None),  # EMA: validation and best.h5 use the averages
             # weights, optimizer, epoch, log row and best record saved as one unit (acrloss.checkpoint)
             EpochCheckpoint(folder, state, monitor=f"val_{nme_name}" if val_seq is not None else nme_name),
         ]

@@ -64,9 +64,11 @@ class Watch(keras.callbacks.Callback):
     def _avg(self):
         return [np.array(keras.ops.convert_to_numpy(v)) for v in self.model.optimizer._model_variables_moving_average]
 
-    def on_train_begin(self, logs=None):  # after BackupAndRestore / OptimizerStateBackup restored state
+    def on_train_begin(self, logs=None):  # after the checkpoint's state was restored
         self.optimizer_config = self.model.optimizer.get_config()
-        if self.model.optimizer.built:
+
+    def on_epoch_begin(self, epoch, logs=None):  # the state the first epoch trains from
+        if self.start_model is None and self.model.optimizer.built:
             self.start_model, self.start_averages = trainable(self.model), self._avg()
 
     def on_epoch_end(self, epoch, logs=None):
@@ -149,7 +151,7 @@ def test_cli_recipe_flags(monkeypatch, tmp_path):
         def __init__(self, arch, dataset, save_path, data_dir, config):
             seen["config"] = config
 
-        def train(self, resume=False):
+        def train(self, resume=False, overwrite=False):
             return {"best_val_nme": None}
 
     monkeypatch.setattr(train_module, "Train", Recorder)
