@@ -103,7 +103,7 @@ class Train:
         spec without mirror map turns flips off, recorded in the config."""
         cfg = self.config
         user = DatasetName.parse(cfg.dataset) in (DatasetName.images, DatasetName.coco)
-        samples = load_split(cfg.dataset, self.data_dir, "train") if user else None
+        samples = load_split(cfg.dataset, self.data_dir, "train", rejected=[]) if user else None  # listed by _samples
         spec = resolve_spec(cfg.dataset, samples, cfg.user_mirror, cfg.user_norm_points)
         if spec.mirror is None and cfg.augment.flip_prob:
             print(f"Train: no mirror map for this {spec.num_points}-point scheme: horizontal flips disabled (flip_prob 0)")

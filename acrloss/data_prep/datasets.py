@@ -137,14 +137,14 @@ def load_split(dataset: str | DatasetName, data_dir: str | os.PathLike, subset: 
                rejected: list[RejectedFile] | None = None) -> list[Sample]:
     """Samples of a dataset's subset (:func:`acrloss.data_prep.subsets.load_subset`);
     ``DatasetName.images`` reads any folder recursively (every face with the same point count).
-    ``rejected``: files refused at read time are listed there (300-W and image folders,
-    see :func:`read_folder`)."""
+    ``rejected``: files refused at read time are listed there and skipped (300-W and
+    ``.pts`` folders, see :func:`read_folder`; the other readers raise)."""
     dataset = DatasetName.parse(dataset)
     if dataset is DatasetName.w300:
         return w300_subset(data_dir, subset, rejected=rejected)
     from acrloss.data_prep.subsets import load_subset  # WFLW, COFW, COFW-68, AFLW, user folders / COCO JSON
 
-    return load_subset(dataset, data_dir, subset)
+    return load_subset(dataset, data_dir, subset, rejected=rejected)
 
 
 def train_val_split(samples: Sequence[Sample], val_fraction: float = 0.1, seed: int = 0) -> tuple[list[Sample], list[Sample]]:

@@ -52,10 +52,12 @@ def check_subset(dataset: str | DatasetName, subset: str) -> str:
     return str(subset).lower()
 
 
-def user_samples(dataset: str | DatasetName, data_dir: str | os.PathLike, num_points: int | None = None) -> list[Sample]:
+def user_samples(dataset: str | DatasetName, data_dir: str | os.PathLike, num_points: int | None = None,
+                 rejected: list | None = None) -> list[Sample]:
     """A user's own data: every ``.pts`` under a folder (``images``) or one COCO JSON
     (``coco``; a folder holding exactly one ``.json`` also works). Every face must have the
-    same point count (``num_points`` when given)."""
+    same point count (``num_points`` when given). ``rejected``: bad ``.pts`` files of a
+    folder are listed there and skipped (:func:`acrloss.data_prep.datasets.read_folder`)."""
     dataset = DatasetName.parse(dataset)
     path = Path(data_dir)
     if dataset is DatasetName.coco:
@@ -65,8 +67,20 @@ def user_samples(dataset: str | DatasetName, data_dir: str | os.PathLike, num_po
                 raise LandmarkFileError(f"{path}: give the COCO JSON file itself ({len(found)} .json files in this folder)")
             path = found[0]
         return read_coco(path, num_points=num_points, dataset="this dataset")
-    samples = read_folder(path, num_points=num_points)
+    samples = read_folder(path, num_points=num_points, rejected=rejected)
     counts = sorted({len(s.points) for s in samples})
+    if len(counts) > 1 and rejected is not None:  # keep the most common scheme, list the others
+        from collections import Counter
+
+        from acrloss.data_prep.formats import RejectedFile
+
+        keep = Counter(len(s.points) for s in samples).most_common(1)[0][0]
+        for s in samples:
+            if len(s.points) != keep:
+                pts = Path(s.image_path).with_suffix(".pts")
+                rejected.append(RejectedFile.from_error(pts, LandmarkFileError(
+                    f"{pts}: expected {keep} points, found {len(s.points)} (wrong point count)")))
+        return [s for s in samples if len(s.points) == keep]
     if len(counts) > 1:
         first = samples[0]
         other = next(s for s in samples if len(s.points) != len(first.points))
@@ -76,7 +90,7 @@ def user_samples(dataset: str | DatasetName, data_dir: str | os.PathLike, num_po
 
 
 def load_subset(dataset: str | DatasetName, data_dir: str | os.PathLike, subset: str,
-                num_points: int | None = None) -> list[Sample]:
+                num_points: int | None = None, rejected: list | None = None) -> list[Sample]:
     """Samples of one subset of any dataset (see the module table).
 
     ``num_points`` applies to user datasets only (named datasets have a fixed count).
@@ -84,11 +98,11 @@ def load_subset(dataset: str | DatasetName, data_dir: str | os.PathLike, subset:
     dataset = DatasetName.parse(dataset)
     name = check_subset(dataset, subset)
     if dataset in USER_DATASETS:
-        return user_samples(dataset, data_dir, num_points)
+        return user_samples(dataset, data_dir, num_points, rejected=rejected)
     if data_dir is None or not Path(data_dir).exists():
         raise SubsetNotFoundError(f"{DISPLAY[dataset]} data folder {data_dir} not found")
     if dataset is DatasetName.w300:
-        return w300_subset(data_dir, name)
+        return w300_subset(data_dir, name, rejected=rejected)
     if dataset is DatasetName.wflw:
         return wflw.wflw_subset(data_dir, name)
     if dataset is DatasetName.cofw:
