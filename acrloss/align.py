@@ -403,7 +403,7 @@ def save_annotated(
     ``color`` is the channel order of an array ``image`` (``"bgr"`` for ``cv2.imread``);
     a path is read correctly. ``draw_options``: ``radius``, ``point_color``, ``box_color``.
     """
-    from acrloss.data_prep.formats import atomic_write_bytes  # noqa: PLC0415
+    from acrloss.io import atomic_write_bytes  # noqa: PLC0415
 
     path = Path(path)
     fmt = IMAGE_WRITE_FORMATS.get(path.suffix.lower())

@@ -233,7 +233,8 @@ def align_photos(
     """
     from acrloss import __version__  # noqa: PLC0415
     from acrloss.align import draw_landmarks, encode_image  # noqa: PLC0415
-    from acrloss.data_prep.formats import LandmarkFileError, atomic_write_bytes, write_pts  # noqa: PLC0415
+    from acrloss.data_prep.formats import LandmarkFileError, write_pts  # noqa: PLC0415
+    from acrloss.io import atomic_write_bytes  # noqa: PLC0415
     from acrloss.data_prep.images import read_image  # noqa: PLC0415
 
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ from typing import Sequence
 
 import keras
 
-from acrloss.data_prep.formats import atomic_path, atomic_write_bytes
+from acrloss.io import atomic_path, atomic_write_bytes
 
 
 def curriculum_level(epoch: int, epochs: int, num_levels: int) -> int:

@@ -50,7 +50,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from acrloss.data_prep.formats import atomic_path, atomic_write_bytes
+from acrloss.io import atomic_path, atomic_write_bytes
 
 CHECKPOINT = "checkpoint.npz"
 PREVIOUS = "checkpoint.prev.npz"

@@ -45,7 +45,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from acrloss.config import CropConfig
-from acrloss.data_prep.formats import atomic_path
+from acrloss.io import atomic_path
 
 EXPORT_FORMATS = ("tflite", "onnx")
 SUFFIXES = {".tflite": "tflite", ".onnx": "onnx"}

@@ -40,7 +40,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from acrloss.data_prep.formats import atomic_path
+from acrloss.io import atomic_path
 from acrloss.early_exit import EarlyExitCascade
 from acrloss.export import PARITY_ATOL, ExportError, ParityError, _as_keras_model, _input_size, _need, _quiet_loggers
 

@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 import keras
 import numpy as np
 
-from acrloss.data_prep.formats import atomic_path
+from acrloss.io import atomic_path
 from keras import ops
 
 __all__ = [

@@ -45,7 +45,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from acrloss.config import CropConfig
-from acrloss.data_prep.formats import atomic_path
+from acrloss.io import atomic_path
 from acrloss.export import (
     EXPORT_FORMATS,
     ExportError,

@@ -29,7 +29,8 @@ from tqdm import tqdm
 from acrloss.config import CropConfig, DatasetName, dataset_spec
 from acrloss.data_prep.crop import denormalize
 from acrloss.data_prep.datasets import Sample, available_subsets, read_folder
-from acrloss.data_prep.formats import LandmarkFileError, RejectedFile, atomic_write_bytes, rejected_summary
+from acrloss.data_prep.formats import LandmarkFileError, RejectedFile, rejected_summary
+from acrloss.io import atomic_write_bytes
 from acrloss.data_prep.subsets import find_subsets, resolve_spec
 from acrloss.dataset_metrics import subset_report
 from acrloss.data_prep.pipeline import LandmarkSequence

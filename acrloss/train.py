@@ -23,7 +23,8 @@ from acrloss.callbacks import CurriculumCallback, cosine_lr
 from acrloss.checkpoint import CheckpointError, EpochCheckpoint, RunFolder, RunFolderError, render_log, summary_from
 from acrloss.config import AugmentConfig, CropConfig, CurriculumConfig, DatasetName, ModelArch, TrainConfig
 from acrloss.data_prep.datasets import load_split, train_val_split
-from acrloss.data_prep.formats import LandmarkFileError, RejectedFile, atomic_write_bytes, rejected_summary
+from acrloss.data_prep.formats import LandmarkFileError, RejectedFile, rejected_summary
+from acrloss.io import atomic_write_bytes
 from acrloss.data_prep.subsets import resolve_spec
 from acrloss.data_prep.pipeline import LandmarkSequence, normalized_labels
 from acrloss.losses import get_loss

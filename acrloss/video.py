@@ -522,7 +522,7 @@ def process_video(
     from tqdm import tqdm  # noqa: PLC0415
 
     from acrloss.align import draw_landmarks  # noqa: PLC0415
-    from acrloss.data_prep.formats import atomic_write_bytes  # noqa: PLC0415
+    from acrloss.io import atomic_write_bytes  # noqa: PLC0415
 
     cfg = config or TrackConfig()
     path = Path(path)

@@ -26,9 +26,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from acrloss.data_prep.formats import atomic_write_bytes  # noqa: E402
+from acrloss.io import atomic_write_bytes  # noqa: E402
 
 BUDGET = {"arch": "mnv2", "start": "imagenet", "input_size": 128, "epochs": 10, "batch_size": 32, "lr": 1e-3, "seed": 0}
 

@@ -13,16 +13,14 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from acrloss.config import ModelArch  # noqa: E402
-from acrloss.data_prep.formats import atomic_write_bytes  # noqa: E402
+from acrloss.io import atomic_write_bytes  # noqa: E402
 from acrloss.metrics import plot_ced  # noqa: E402
 from acrloss.test import Test  # noqa: E402
 

@@ -16,14 +16,12 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from acrloss.data_prep.datasets import w300_subset  # noqa: E402
-from acrloss.data_prep.formats import atomic_write_bytes  # noqa: E402
+from acrloss.io import atomic_write_bytes  # noqa: E402
 from acrloss.detectors import DlibHOGDetector, fit_box_calibration  # noqa: E402
 
 

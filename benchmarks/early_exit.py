@@ -29,12 +29,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 DEFAULT_THRESHOLDS = ("+inf", "0.10", "0.08", "0.07", "0.06", "0.055", "0.05", "0.045", "0.04", "0.035", "-inf")
 
@@ -82,7 +80,7 @@ def main(argv=None) -> dict:
     from acrloss.config import CropConfig
     from acrloss.data_prep.crop import denormalize
     from acrloss.data_prep.datasets import available_subsets
-    from acrloss.data_prep.formats import atomic_write_bytes
+    from acrloss.io import atomic_write_bytes
     from acrloss.data_prep.pipeline import LandmarkSequence
     from acrloss.early_exit import EarlyExitCascade
     from acrloss.metrics import nme as nme_fn, summarize

@@ -106,7 +106,6 @@ def main(argv: list[str] | None = None) -> dict:
     a = p.parse_args(argv)
     if not a.data_dir:
         p.error("give --data-dir (or set ACRLOSS_300W)")
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
     import inspect
@@ -116,7 +115,6 @@ def main(argv: list[str] | None = None) -> dict:
     from acrloss.align import FaceAligner, available_models
     from acrloss.data_prep.crop import face_box
     from acrloss.data_prep.datasets import read_folder, train_val_split, w300_subset
-    from acrloss.data_prep.formats import atomic_write_bytes
     from acrloss.data_prep.images import read_image
     from acrloss.detectors import BoxCalibration, DlibHOGDetector, box_iou
     from acrloss.metrics import nme, summarize
@@ -258,9 +256,9 @@ def main(argv: list[str] | None = None) -> dict:
         result["models"][key] = {"model": str(path), "split": split, "summary": summary, "sets": per_set}
     result["settings"] = [label(r, t) for r, t in settings]
     result["seconds"] = round(time.time() - t_start, 1)
-    text = json.dumps(result, indent=1)
-    print(text)
-    atomic_write_bytes(a.json, (text + "\n").encode())
+    from acrloss.io import emit_json
+
+    emit_json(result, a.json)
     return result
 
 

@@ -44,7 +44,6 @@ tracked raw landmarks (smoothing never changes the crops, so this is exact).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -145,7 +144,6 @@ def main(argv: list[str] | None = None) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ["TF_NUM_INTRAOP_THREADS"] = str(a.threads)
     os.environ["TF_NUM_INTEROP_THREADS"] = "1"
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
     import cv2
     import numpy as np
@@ -156,7 +154,6 @@ def main(argv: list[str] | None = None) -> dict:
 
     from acrloss.align import DEFAULT_MODEL, FaceAligner
     from acrloss.data_prep.datasets import w300_subset
-    from acrloss.data_prep.formats import atomic_write_bytes
     from acrloss.data_prep.images import read_image
     from acrloss.demo import find_data_dir
     from acrloss.detectors import DlibHOGDetector
@@ -292,9 +289,9 @@ def main(argv: list[str] | None = None) -> dict:
                 grid.append({"min_cutoff": mc, "beta": beta, "d_cutoff": dc, "jitter": round(float(np.sqrt(np.mean(np.square(js)))), 4),
                              "nme": round(float(np.mean(ns)), 4)})
         result["sweep"] = grid
-    text = json.dumps(result, indent=1)
-    print(text)
-    atomic_write_bytes(a.json, (text + "\n").encode())
+    from acrloss.io import emit_json
+
+    emit_json(result, a.json)
     return result
 
 

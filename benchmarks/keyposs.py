@@ -33,7 +33,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from decode_speed import _block, _compiler, _pin_threads  # noqa: E402  (same timing approach)
@@ -131,7 +130,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from acrloss.codecs import DECODERS
     from acrloss.data_prep.datasets import w300_subset
-    from acrloss.data_prep.formats import atomic_write_bytes
+    from acrloss.io import atomic_write_bytes
 
     decoders = [d.strip() for d in a.decoders.split(",") if d.strip()]
     bad = [d for d in decoders if d not in DECODERS]

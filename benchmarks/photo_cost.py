@@ -20,11 +20,8 @@ run). NME (%, outer eye corners) on these faces is reported as a sanity check.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import sys
 import time
-from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -38,7 +35,6 @@ def main(argv: list[str] | None = None) -> dict:
     a = p.parse_args(argv)
     if not a.data_dir:
         p.error("give --data-dir (or set ACRLOSS_300W)")
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import dlib
     import face_recognition_models
@@ -47,7 +43,6 @@ def main(argv: list[str] | None = None) -> dict:
     from acrloss.align import FaceAligner
     from acrloss.data_prep.crop import face_box
     from acrloss.data_prep.datasets import train_val_split, w300_subset
-    from acrloss.data_prep.formats import atomic_write_bytes
     from acrloss.data_prep.images import read_image
     from acrloss.detectors import BoxCalibration, DlibHOGDetector, box_iou
     from acrloss.metrics import nme
@@ -97,9 +92,9 @@ def main(argv: list[str] | None = None) -> dict:
         ms = 1000 * float(np.median(ts))
         result["runtimes"][name] = {"ms": round(ms, 2), "ratio_to_dlib": round(ms / dlib_ms, 2),
                                     "nme": round(100 * float(nme(np.stack(preds[name]), gt).mean()), 3)}
-    text = json.dumps(result, indent=1)
-    print(text)
-    atomic_write_bytes(a.json, (text + "\n").encode())
+    from acrloss.io import emit_json
+
+    emit_json(result, a.json)
     return result
 
 

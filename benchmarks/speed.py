@@ -40,7 +40,6 @@ timings on a shared machine are only comparable within one run.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -79,7 +78,6 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     a = _parse(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    sys.path.insert(0, str(ROOT))
 
     import cv2
     import numpy as np
@@ -92,7 +90,6 @@ def main(argv: list[str] | None = None) -> dict:
     from acrloss.config import CropConfig
     from acrloss.data_prep.crop import CropTransform, denormalize, face_box
     from acrloss.data_prep.datasets import train_val_split, w300_subset
-    from acrloss.data_prep.formats import atomic_write_bytes
     from acrloss.data_prep.images import read_image
     from acrloss.demo import find_data_dir
     from acrloss.detectors import BoxCalibration, DlibHOGDetector, best_match
@@ -350,9 +347,9 @@ def main(argv: list[str] | None = None) -> dict:
         except (ImportError, AttributeError):
             pass
     result["versions"] = versions
-    text = json.dumps(result, indent=1)
-    print(text)
-    atomic_write_bytes(a.json, (text + "\n").encode())
+    from acrloss.io import emit_json
+
+    emit_json(result, a.json)
     return result
 
 

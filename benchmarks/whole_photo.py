@@ -28,7 +28,6 @@ coordinates. ``nme_diff`` = mean whole - mean crop over the found faces. Target:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -47,7 +46,6 @@ def main(argv: list[str] | None = None) -> dict:
     a = p.parse_args(argv)
     if not a.data_dir:
         p.error("give --data-dir (or set ACRLOSS_300W)")
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
     import numpy as np
@@ -56,7 +54,7 @@ def main(argv: list[str] | None = None) -> dict:
     from acrloss.config import CropConfig
     from acrloss.data_prep.crop import face_box
     from acrloss.data_prep.datasets import Sample, read_folder
-    from acrloss.data_prep.formats import atomic_write_bytes, read_pts
+    from acrloss.data_prep.formats import read_pts
     from acrloss.data_prep.images import read_image
     from acrloss.detectors import DlibHOGDetector, box_iou
     from acrloss.metrics import nme
@@ -158,9 +156,9 @@ def main(argv: list[str] | None = None) -> dict:
         summary["per_photo"] = rows
         result["models"][Path(aligner.model_path or name).stem] = summary
     result["seconds"] = round(time.time() - t_start, 1)
-    text = json.dumps(result, indent=1)
-    print(text)
-    atomic_write_bytes(a.json, (text + "\n").encode())
+    from acrloss.io import emit_json
+
+    emit_json(result, a.json)
     return result
 
 

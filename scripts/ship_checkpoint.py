@@ -10,13 +10,11 @@ import argparse
 import csv
 import json
 import platform
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from acrloss.data_prep.formats import atomic_write_bytes  # noqa: E402
+from acrloss.io import atomic_write_bytes  # noqa: E402
 from acrloss.flops import count_macs, count_params  # noqa: E402
 from acrloss.models import load_model  # noqa: E402
 from acrloss.test import Test, format_table  # noqa: E402

@@ -6,12 +6,12 @@ here is converted to the library's 0-based pixel-centre convention (see
 """
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Sequence
 from pathlib import Path
+
+from acrloss.io import atomic_path, atomic_write_bytes  # noqa: F401  (re-exported: the old home)
 
 import numpy as np
 
@@ -138,37 +138,6 @@ def read_pts(path: str | os.PathLike, num_points: int | None = 68) -> np.ndarray
     if not np.all(np.isfinite(pts)):
         raise LandmarkFileError(f"{path}: holds NaN or infinite coordinates")
     return validate_points(pts - 1.0, path, num_points)
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[str]:
-    """Yield a temporary path beside ``path``; when the block ends without error the
-    file is given the usual permissions and renamed onto ``path``, else removed.
-
-    ``suffix`` matters to writers that pick a format from the name (``.h5``,
-    ``.weights.h5``). Nothing is ever left half-written at ``path``.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # the name is shortened in the temp name: a legal 250-byte file name plus ".", "." and
-    # mkstemp's 8 characters would exceed the file system's 255-byte limit
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:48]}.", suffix=suffix)
-    os.close(fd)
-    try:
-        yield tmp
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        fh.write(data)
 
 
 def write_pts(path: str | os.PathLike, points: np.ndarray) -> None:

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from acrloss.data_prep.formats import atomic_path
+from acrloss.io import atomic_path
 
 if TYPE_CHECKING:  # keras is imported lazily: reading a checkpoint needs only NumPy
     import keras
