@@ -194,9 +194,3 @@ class EarlyExitCascade:
         flagged = (stopped_at == t_count - 1) & (errors > failure_threshold)
         return EarlyExitResult(shape, stopped_at, errors, flagged, faces, self.stage_macs.copy(), float(threshold),
                                float(failure_threshold), stage_errors)
-
-
-def sweep(runner: EarlyExitCascade, images: np.ndarray, thresholds: Sequence[float],
-          failure_threshold: float = 0.10) -> list[EarlyExitResult]:
-    """:meth:`EarlyExitCascade.run` for each threshold (one batch)."""
-    return [runner.run(images, t, failure_threshold) for t in thresholds]
