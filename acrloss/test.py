@@ -93,7 +93,7 @@ def check_model(model, path: str | os.PathLike, num_points: int, dataset: str) -
     except ValueError as exc:
         raise EvaluationError(f"{path}: {exc}") from exc
     if points != num_points:
-        raise EvaluationError(f"{path}: the model gives {points} landmarks, the {dataset} data has {num_points} per face")
+        raise EvaluationError(f"{path}: the model predicts {points} points; {dataset} has {num_points} (wrong point count)")
     return size
 
 

@@ -89,7 +89,7 @@ def test_two_epochs_and_test_on_98_points_tensorflow(arch, wflw98, tmp_path, mon
     assert (tmp_path / "eval" / "per_face.csv").is_file()
     if arch == "mnv2":  # a 98-point model on the 29-point COFW: a clear point-count error
         cofw = build_cofw_official(tmp_path / "cofw")
-        with pytest.raises(ValueError, match=r"best.h5: the model predicts 98 points; cofw has 29 \(wrong point count\)"):
+        with pytest.raises(evaluation.EvaluationError, match=r"best.h5: the model predicts 98 points; cofw has 29 \(wrong point count\)"):
             evaluation.Test().test_model(ds_name="cofw", pretrained_model_path=model_path, data_dir=cofw)
         with pytest.raises(ValueError, match=r"unknown WFLW subset 'smile'"):
             evaluation.Test().test_model(ds_name="wflw", pretrained_model_path=model_path, data_dir=wflw98,

@@ -129,7 +129,7 @@ def test_model_with_the_wrong_point_count_is_named(faces, tmp_path, capsys):
     code, _, err = run(capsys, "--model", str(path), "--images", str(faces))
     assert code == 1
     line = error_line(err)
-    assert "five_points.h5" in line and "5 landmarks" in line and "68" in line
+    assert "five_points.h5" in line and "predicts 5 points" in line and "68" in line
 
 
 def test_model_with_a_wrong_input_is_named(faces, tmp_path, capsys):
