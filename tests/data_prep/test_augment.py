@@ -3,16 +3,14 @@ the points must follow the pixels through flips, rotations, scales and shifts.""
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
+from blob_images import draw_blob_faces  # tests/data_prep/blob_images.py
 
 from acrloss.config import W300_SPEC, AugmentConfig, CropConfig
 from acrloss.data_prep.augment import flip_matrix, flip_points, photometric, random_geometry
 from acrloss.data_prep.crop import CropTransform, denormalize
-from acrloss.data_prep.datasets import Sample
 from acrloss.data_prep.images import read_image
 from acrloss.data_prep.pipeline import LandmarkSequence, normalized_labels
 
@@ -153,20 +151,7 @@ def blob_faces(w300_common, tmp_path_factory):
     """Real faces (their real points and image sizes) re-drawn as black PNGs with a
     gaussian blob in a distinct channel at three landmarks: 36, 45 and the nose tip 30."""
     out = tmp_path_factory.mktemp("blobs")
-    samples = []
-    for s in w300_common[:: len(w300_common) // 6][:6]:
-        h, w = cv2.imread(s.image_path, cv2.IMREAD_UNCHANGED).shape[:2]
-        yy, xx = np.mgrid[0:h, 0:w]
-        side = np.ptp(s.points, axis=0).max()
-        sigma = side / 40.0  # about 2.4 px in a 96 px crop with margin 0.25
-        rgb = np.zeros((h, w, 3), np.uint8)
-        for k, ch in BLOB_POINTS.items():
-            x, y = s.points[k]
-            rgb[..., ch] = np.round(255 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma**2)))
-        path = out / (Path(s.image_path).stem + ".png")
-        cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-        samples.append(Sample(str(path), s.points.copy()))
-    return samples
+    return draw_blob_faces(w300_common[:: len(w300_common) // 6][:6], out, BLOB_POINTS, 40.0)  # sigma = face side / 40
 
 
 def blob_centroid(channel: np.ndarray, around: np.ndarray, radius: int = 9) -> np.ndarray:

@@ -5,17 +5,16 @@ warped image. On real 300-W faces: the crop points map back to the annotation wi
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from blob_images import draw_blob_faces  # tests/data_prep/blob_images.py
 
 from acrloss.config import BOX_JITTER_LOG_SCALE, BOX_JITTER_SHIFT, W300_SPEC, AugmentConfig, CropConfig
 from acrloss.data_prep.augment import (box_jitter_matrix, jpeg_recompress, low_resolution, motion_blur,
                                        motion_blur_kernel, random_geometry, real_photo)
 from acrloss.data_prep.crop import CropTransform, denormalize
-from acrloss.data_prep.datasets import Sample
 from acrloss.data_prep.pipeline import LandmarkSequence
 
 MIRROR = np.array(W300_SPEC.mirror)
@@ -48,19 +47,7 @@ def blob_faces(w300_common, tmp_path_factory):
     """Real faces' points and image sizes, re-drawn as black PNGs with a gaussian blob in a
     distinct channel at landmarks 36, 45 and 30."""
     out = tmp_path_factory.mktemp("blobs12")
-    samples = []
-    for s in w300_common[3 :: len(w300_common) // 6][:6]:
-        h, w = cv2.imread(s.image_path, cv2.IMREAD_UNCHANGED).shape[:2]
-        yy, xx = np.mgrid[0:h, 0:w]
-        sigma = np.ptp(s.points, axis=0).max() / 30.0
-        rgb = np.zeros((h, w, 3), np.uint8)
-        for k, ch in BLOBS.items():
-            x, y = s.points[k]
-            rgb[..., ch] = np.round(255 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma**2)))
-        path = out / (Path(s.image_path).stem + ".png")
-        cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-        samples.append(Sample(str(path), s.points.copy()))
-    return samples
+    return draw_blob_faces(w300_common[3 :: len(w300_common) // 6][:6], out, BLOBS, 30.0)  # sigma = face side / 30
 
 
 @pytest.mark.parametrize("name", list(ONLY))
