@@ -23,7 +23,32 @@ from typing import Sequence
 from acrloss.presets import DEFAULT_MODEL  # noqa: E402,F401
 
 
-class DatasetName(str, enum.Enum):
+class ChoiceEnum(str, enum.Enum):
+    """A string enum of named choices: :meth:`parse` accepts a member, its value (any case)
+    or its name; :meth:`choices` lists the values (argparse ``choices``, error messages)."""
+
+    @classmethod
+    def label(cls) -> str:
+        """What a value names, for error messages (``"dataset"``, ``"architecture"`` ...)."""
+        return cls.__name__
+
+    @classmethod
+    def choices(cls) -> list[str]:
+        """The values, in definition order."""
+        return [m.value for m in cls]
+
+    @classmethod
+    def parse(cls, value: "str | ChoiceEnum"):
+        """The member named by ``value``; raises ``ValueError`` listing the choices."""
+        if isinstance(value, cls):
+            return value
+        for member in cls:
+            if member.value == str(value).lower() or member.name == str(value):
+                return member
+        raise ValueError(f"unknown {cls.label()} {value!r}; choose one of {cls.choices()}")
+
+
+class DatasetName(ChoiceEnum):
     """Datasets the library knows how to read."""
 
     w300 = "300w"
@@ -35,17 +60,12 @@ class DatasetName(str, enum.Enum):
     coco = "coco"  # one COCO-style face-keypoint JSON file (any point count)
 
     @classmethod
-    def parse(cls, value: "str | DatasetName") -> "DatasetName":
-        if isinstance(value, cls):
-            return value
-        for member in cls:
-            if member.value == str(value).lower() or member.name == str(value):
-                return member
-        raise ValueError(f"unknown dataset {value!r}; choose one of {[m.value for m in cls]}")
+    def label(cls) -> str:
+        return "dataset"
 
 
-class ModelArch(str, enum.Enum):
-    """Model architectures."""
+class ModelArch(ChoiceEnum):
+    """Model architectures (each trained by the task of :data:`acrloss.tasks.TASKS`)."""
 
     MNV2 = "mnv2"
     EFFICIENTNET_B0 = "efficientnet_b0"
@@ -54,13 +74,50 @@ class ModelArch(str, enum.Enum):
     MUSICA = "musica"  # selective patch cascade with predicted errors, early exit (acrloss.models.musica)
 
     @classmethod
-    def parse(cls, value: "str | ModelArch") -> "ModelArch":
-        if isinstance(value, cls):
-            return value
-        for member in cls:
-            if member.value == str(value).lower() or member.name == str(value):
-                return member
-        raise ValueError(f"unknown architecture {value!r}; choose one of {[m.value for m in cls]}")
+    def label(cls) -> str:
+        return "architecture"
+
+
+class LossName(ChoiceEnum):
+    """Training losses: the coordinate losses (:data:`COORDINATE_LOSSES`) and the heatmap MSE
+    (the heatmap family's only loss)."""
+
+    ACR = "acr"
+    L2 = "l2"
+    L1 = "l1"
+    HEATMAP_MSE = "heatmap_mse"
+
+    @classmethod
+    def label(cls) -> str:
+        return "loss"
+
+
+#: the losses on flattened coordinates (:func:`acrloss.losses.get_loss`)
+COORDINATE_LOSSES: tuple[LossName, ...] = (LossName.ACR, LossName.L2, LossName.L1)
+
+
+class Head(ChoiceEnum):
+    """Regression heads of :func:`acrloss.models.regressor.build_regressor`."""
+
+    GAP = "gap"  # global average pooling, then a dense layer
+    SPATIAL = "spatial"  # 1x1 convolution, flattened, then a dense layer
+
+    @classmethod
+    def label(cls) -> str:
+        return "head"
+
+
+class Decoder(ChoiceEnum):
+    """Heatmap decoders of :mod:`acrloss.codecs.heatmap`."""
+
+    ARGMAX = "argmax"
+    QUARTER = "quarter"
+    DARK = "dark"
+    KEYPOSS = "keyposs"
+
+    @classmethod
+    def label(cls) -> str:
+        return "decoder"
 
 
 def _mirror_68() -> tuple[int, ...]:
@@ -328,12 +385,71 @@ class CurriculumConfig:
 
 
 @dataclass
+class MusicaConfig:
+    """The MuSiCa cascade's architecture (:func:`acrloss.models.musica.build_musica` keywords;
+    its input size is ``TrainConfig.crop.input_size``). ``TrainConfig.musica_options`` also
+    accepts a dict of these fields (unknown keys and wrong types are errors)."""
+
+    stage_levels: tuple[int, ...] = (2, 1, 0, 0)  # pyramid level per stage (0 full size, 1 half, 2 quarter)
+    stage_points: tuple = ("coarse", "half", "all", "all")  # per stage "all" | "half" | "coarse" | point indices
+    patch_size: int = 12  # encoder patch side P (a multiple of 4); P + 2 pixels are sampled
+    channels: tuple[int, int] = (16, 32)  # the patch encoder's two convolution widths
+    centre: int = 2  # side of the finer encoder level's central window
+    gate_units: int = 16  # bottleneck of the patch attention gate
+    patch_units: int = 16  # features per patch after the projection
+    hidden_units: int = 128  # the recurrent state
+    grey: bool = True  # grey pyramid (else RGB)
+    normalize_patches: bool = True  # standardize each patch
+
+    def __post_init__(self) -> None:
+        def ints(name: str, value: object, minimum: int) -> tuple[int, ...]:
+            values = tuple(value) if isinstance(value, (list, tuple)) else None
+            if not values or any(isinstance(v, bool) or not isinstance(v, int) or v < minimum for v in values):
+                raise ValueError(f"MusicaConfig.{name} must be a non-empty list of integers >= {minimum}, got {value!r}")
+            return values
+
+        self.stage_levels = ints("stage_levels", self.stage_levels, 0)
+        self.channels = ints("channels", self.channels, 1)
+        if len(self.channels) != 2:
+            raise ValueError(f"MusicaConfig.channels must be two widths, got {self.channels!r}")
+        if not isinstance(self.stage_points, (list, tuple)) or len(self.stage_points) != len(self.stage_levels):
+            raise ValueError(f"MusicaConfig.stage_points must list one subset per stage ({len(self.stage_levels)}), "
+                             f"got {self.stage_points!r}")
+        self.stage_points = tuple(p if isinstance(p, str) else ints("stage_points", p, 0) for p in self.stage_points)
+        for name in ("patch_size", "centre", "gate_units", "patch_units", "hidden_units"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"MusicaConfig.{name} must be an integer >= 1, got {v!r}")
+        for name in ("grey", "normalize_patches"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"MusicaConfig.{name} must be true or false, got {getattr(self, name)!r}")
+
+    @classmethod
+    def from_options(cls, options: "MusicaConfig | dict | None") -> "MusicaConfig":
+        """A config from a dict of fields (``config.json``, the ``--musica-option`` flags)."""
+        if isinstance(options, cls):
+            return options
+        options = dict(options or {})
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise ValueError(f"musica_options: unknown keys {unknown}; known: {known}")
+        return cls(**options)
+
+    def model_options(self) -> dict:
+        """The :func:`acrloss.models.musica.build_musica` keywords (all but ``input_size``)."""
+        return dataclasses.asdict(self)
+
+
+@dataclass
 class TrainConfig:
     """Everything a training run depends on."""
 
     arch: str = ModelArch.MNV2.value
     dataset: str = DatasetName.w300.value
-    loss: str = "acr"  # acr | l2 | l1
+    # acr | l2 | l1 (coordinate families) | heatmap_mse (heatmap family); None: the family's
+    # default (acr; heatmap_mse for mnv2_heatmap), resolved by the task (acrloss.tasks)
+    loss: str | None = None
     epochs: int = 60
     batch_size: int = 32
     learning_rate: float = 1e-3
@@ -356,10 +472,10 @@ class TrainConfig:
     heatmap_sigma: float | None = None  # Gaussian sigma in heatmap cells; None: acrloss.models.heatmap.default_sigma
     decoder: str = "keyposs"  # argmax | quarter | dark | keyposs: the in-model decoder (validation NME, best.h5)
     heatmap_fg_weight: float = 10.0  # heatmap MSE weight 1 + w * target (w = 0: plain MSE)
-    # arch musica only: weight of the per-stage error-prediction term; overrides of
-    # acrloss.models.musica.build_musica keywords (e.g. {"hidden_units": 128})
+    # arch musica only: weight of the per-stage error-prediction term; the architecture
+    # (MusicaConfig; a dict of its fields is accepted, e.g. {"hidden_units": 128})
     musica_error_weight: float = 0.1
-    musica_options: dict = field(default_factory=dict)
+    musica_options: MusicaConfig = field(default_factory=MusicaConfig)
     # user data only (dataset images / coco; acrloss.config.user_spec): the horizontal mirror
     # map (None: flips disabled, except 68 points, which default to the 300-W scheme) and the
     # NME normalization (a pair of point indices or "box"; None: "box")
@@ -380,7 +496,29 @@ class TrainConfig:
     ema_momentum: float | None = None
 
     def __post_init__(self) -> None:
+        self.musica_options = MusicaConfig.from_options(self.musica_options)
+        if isinstance(self.crop, dict):  # from config.json
+            self.crop = CropConfig(**self.crop)
+        if isinstance(self.curriculum, dict):
+            self.curriculum = CurriculumConfig(**self.curriculum)
+        if self.loss is not None:
+            self.loss = LossName.parse(self.loss).value
+        self.head = Head.parse(self.head).value
+        self.decoder = Decoder.parse(self.decoder).value
         self.validate_recipe()
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        """The config of a saved run: a ``config.json`` or the ``settings`` of a shipped
+        model's JSON (``pre_trained_models/*.json``), old ones included: fields added since
+        take their defaults, ``musica_options`` may be a dict, and fields no longer known are
+        an error naming them."""
+        data = dict(data)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"TrainConfig: unknown settings {unknown}")
+        return cls(**data)
 
     def validate_recipe(self) -> None:
         """Check the issue-12 recipe settings (split, clipping, EMA); raises ``ValueError``."""

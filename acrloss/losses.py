@@ -13,14 +13,18 @@ the per-coordinate difficulty ``Φ ∈ [0, 1]`` (see :func:`acrloss.pca_utility.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Sequence
 
 import keras
 from keras import ops
 
-__all__ = ["ACRLoss", "L2Loss", "L1Loss", "get_loss", "LOSS_NAMES"]
+from acrloss.config import COORDINATE_LOSSES
+from acrloss.metrics import face_nme, norm_config, parse_norm
 
-LOSS_NAMES = ("acr", "l2", "l1")
+__all__ = ["ACRLoss", "L2Loss", "L1Loss", "CascadeLoss", "get_loss", "LOSS_NAMES"]
+
+#: the coordinate losses of :func:`get_loss`
+LOSS_NAMES = tuple(n.value for n in COORDINATE_LOSSES)
 
 
 def _static_width(x: Any) -> int | None:
@@ -216,3 +220,73 @@ def get_loss(name: str, num_coords: int, **kw: Any) -> keras.losses.Loss:
         cls = L2Loss if key == "l2" else L1Loss
         return cls(num_coords=num_coords, **kw)
     raise ValueError(f"unknown loss {name!r}; choose one of {list(LOSS_NAMES)}")
+
+
+# --------------------------------------------------------------------------- MuSiCa cascade
+@keras.saving.register_keras_serializable(package="acrloss")
+class CascadeLoss(keras.losses.Loss):
+    """Per-stage landmark loss plus error-prediction loss, on the ``cascade`` output.
+
+    ``y_pred``: ``(B, T, 2N + 1)`` (stage shapes, then the stage's predicted error);
+    ``y_true``: ``(B, 2N)`` points or ``(B, 4N)`` points + Φ (ACR needs Φ). Per face::
+
+        sum_t w_t * [ landmark_loss(y_true, shape_t) + error_weight * |stop_grad(NME_t) - e_t| ]
+
+    with ``w_t = stage_weights`` normalized to sum 1 (default: equal) and ``NME_t`` the
+    face's NME (fraction) at stage ``t``.
+
+    Args:
+        base: ``"acr"``, ``"l2"`` or ``"l1"`` (:func:`acrloss.losses.get_loss`).
+        num_points: ``N``.
+        num_stages: ``T``.
+        error_weight: weight of the error-prediction term.
+        lambda_: ACR's λ.
+        norm_points: NME normalization points.
+        stage_weights: optional per-stage weights.
+        scale: ACR's error scale ``s`` (the loss sees ``s·e``); must stay 1 for L2/L1.
+    """
+
+    def __init__(self, base: str = "acr", num_points: int = 68, num_stages: int = 4, error_weight: float = 0.1,
+                 lambda_: float = 1.0, norm_points: Sequence[int] = (36, 45),
+                 stage_weights: Sequence[float] | None = None, name: str = "cascade_loss",
+                 reduction: str | None = "sum_over_batch_size", dtype: Any = None, scale: float = 1.0) -> None:
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.base = str(base).lower()
+        self.num_points = int(num_points)
+        self.num_stages = int(num_stages)
+        self.error_weight = float(error_weight)
+        self.lambda_ = float(lambda_)
+        self.scale = float(scale)
+        if self.base != "acr" and self.scale != 1.0:
+            raise ValueError(f"CascadeLoss: scale={scale!r} applies to the ACR loss only, not {self.base!r}")
+        self.norm_points = parse_norm(norm_points)
+        weights = [1.0] * self.num_stages if stage_weights is None else [float(w) for w in stage_weights]
+        if len(weights) != self.num_stages or sum(weights) <= 0 or min(weights) < 0:
+            raise ValueError(f"CascadeLoss: stage_weights {stage_weights!r} invalid for {self.num_stages} stages")
+        self.stage_weights = [w / sum(weights) for w in weights]
+        extra = {"lambda_": self.lambda_, "scale": self.scale} if self.base == "acr" else {}
+        self.landmark_loss = get_loss(self.base, 2 * self.num_points, reduction=None, **extra)
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        """Per-face loss ``(B,)``."""
+        n2 = 2 * self.num_points
+        if y_pred.shape[-1] is not None and (int(y_pred.shape[-1]) != n2 + 1 or int(y_pred.shape[1]) != self.num_stages):
+            raise ValueError(f"CascadeLoss: y_pred {tuple(y_pred.shape)}; expected (B, {self.num_stages}, {n2 + 1})")
+        y_true = ops.cast(y_true, y_pred.dtype)
+        points = y_true[:, :n2]
+        total = 0.0
+        for t, w in enumerate(self.stage_weights):
+            shape_t = y_pred[:, t, :n2]
+            err_t = y_pred[:, t, n2]
+            actual = ops.stop_gradient(face_nme(points, shape_t, self.num_points, self.norm_points))
+            term = self.landmark_loss.call(y_true, shape_t) + self.error_weight * ops.abs(actual - err_t)
+            total = total + w * term
+        return total
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update({"base": self.base, "num_points": self.num_points, "num_stages": self.num_stages,
+                       "error_weight": self.error_weight, "lambda_": self.lambda_,
+                       "norm_points": norm_config(self.norm_points), "stage_weights": list(self.stage_weights),
+                       "scale": self.scale})
+        return config

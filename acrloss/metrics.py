@@ -34,6 +34,9 @@ __all__ = [
     "parse_norm",
     "box_sizes",
     "face_norm",
+    "face_nme",
+    "StageNME",
+    "ErrorMAE",
 ]
 
 
@@ -241,6 +244,18 @@ def face_norm(gt: Any, norm_points: "tuple[int, int] | str") -> Any:
     return ops.sqrt(ops.sum(ops.square(gt[:, a, :] - gt[:, b, :]), axis=-1))
 
 
+def face_nme(points: Any, pred: Any, num_points: int, norm_points: "tuple[int, int] | str") -> Any:
+    """Per-face NME (a fraction, ``keras.ops``) of flattened ``pred`` ``(B, 2N)`` against
+    ``points`` ``(B, 2N)``; 0 where the normalization distance is 0 (the cascade loss and
+    metrics: :class:`acrloss.losses.CascadeLoss`, :class:`StageNME`, :class:`ErrorMAE`)."""
+    gt = ops.reshape(points, (-1, num_points, 2))
+    pr = ops.reshape(pred, (-1, num_points, 2))
+    err = ops.mean(ops.sqrt(ops.sum(ops.square(pr - gt), axis=-1) + 1e-12), axis=-1)
+    norm = face_norm(gt, norm_points)  # a pair's distance, or "box": the landmark extent's sqrt(w*h)
+    valid = norm > 0.0
+    return ops.where(valid, err / ops.where(valid, norm, ops.ones_like(norm)), ops.zeros_like(err))
+
+
 def norm_config(norm_points: "tuple[int, int] | str") -> "list[int] | str":
     """The JSON form of a normalization spec (``get_config``)."""
     return norm_points if isinstance(norm_points, str) else list(norm_points)
@@ -315,3 +330,65 @@ class NMEMetric(keras.metrics.Metric):
         config = super().get_config()
         config.update({"num_points": self.num_points, "norm_points": norm_config(self.norm_points)})
         return config
+
+
+# --------------------------------------------------------------------------- MuSiCa cascade
+class _CascadeFaceMean(keras.metrics.Metric):
+    """Running mean of a per-face quantity of the ``cascade`` output, in NME percent."""
+
+    def __init__(self, num_points: int, norm_points: Sequence[int], name: str, dtype: Any = None) -> None:
+        super().__init__(name=name, dtype=dtype)
+        self.num_points = int(num_points)
+        self.norm_points = parse_norm(norm_points)
+        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
+        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
+
+    def _stage_nme(self, y_true: Any, y_pred: Any, stage: int) -> Any:
+        """Per-face NME fraction of ``stage`` and the packed tensors ``(nme, y_pred)``."""
+        n2 = 2 * self.num_points
+        y_true = ops.cast(ops.convert_to_tensor(y_true), self.dtype)
+        y_pred = ops.cast(ops.convert_to_tensor(y_pred), self.dtype)
+        return face_nme(y_true[:, :n2], y_pred[:, stage, :n2], self.num_points, self.norm_points), y_pred
+
+    def _add(self, values: Any) -> None:
+        self.total.assign_add(ops.sum(values))
+        self.count.assign_add(ops.cast(ops.shape(values)[0], self.dtype))
+
+    def result(self) -> Any:
+        return 100.0 * self.total / ops.maximum(self.count, 1.0)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update({"num_points": self.num_points, "norm_points": norm_config(self.norm_points)})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="acrloss")
+class StageNME(_CascadeFaceMean):
+    """Mean NME (percent) of one stage, from the ``cascade`` output ``(B, T, 2N + 1)``."""
+
+    def __init__(self, stage: int, num_points: int = 68, norm_points: Sequence[int] = (36, 45),
+                 name: str | None = None, dtype: Any = None) -> None:
+        super().__init__(num_points, norm_points, name=name or f"nme_s{int(stage) + 1}", dtype=dtype)
+        self.stage = int(stage)
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        self._add(self._stage_nme(y_true, y_pred, self.stage)[0])
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "stage": self.stage}
+
+
+@keras.saving.register_keras_serializable(package="acrloss")
+class ErrorMAE(_CascadeFaceMean):
+    """Mean |actual NME - predicted error| over all stages, in NME percent points."""
+
+    def __init__(self, num_points: int = 68, norm_points: Sequence[int] = (36, 45), name: str = "err_mae",
+                 dtype: Any = None) -> None:
+        super().__init__(num_points, norm_points, name=name, dtype=dtype)
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        n2 = 2 * self.num_points
+        for t in range(int(y_pred.shape[1])):
+            face, packed = self._stage_nme(y_true, y_pred, t)
+            self._add(ops.abs(face - packed[:, t, n2]))

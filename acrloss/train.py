@@ -21,18 +21,15 @@ import numpy as np
 
 from acrloss.callbacks import CurriculumCallback, cosine_lr
 from acrloss.checkpoint import CheckpointError, EpochCheckpoint, RunFolder, RunFolderError, render_log, summary_from
-from acrloss.config import AugmentConfig, CropConfig, CurriculumConfig, DatasetName, ModelArch, TrainConfig
+from acrloss.config import (AugmentConfig, CropConfig, CurriculumConfig, DatasetName, Decoder, Head, LossName, ModelArch,
+                            MusicaConfig, TrainConfig)
 from acrloss.data_prep.datasets import load_split, train_val_split
 from acrloss.data_prep.formats import LandmarkFileError, RejectedFile, rejected_summary
 from acrloss.io import atomic_write_bytes
 from acrloss.data_prep.subsets import resolve_spec
 from acrloss.data_prep.pipeline import LandmarkSequence, normalized_labels
-from acrloss.losses import get_loss
-from acrloss.metrics import NMEMetric
-from acrloss.models import build_regressor
-from acrloss.models import heatmap as heatmap_model
-from acrloss.models import musica as musica_model
 from acrloss.pca_utility import PCAUtility, phi_table
+from acrloss.tasks import TASKS, Task, TaskConfigError, task_class
 from acrloss import recipe
 from acrloss.data_prep.splits import check_split_dataset, loso_split
 
@@ -74,7 +71,8 @@ class Train:
         **overrides: Any,
     ) -> None:
         cfg = dataclasses.replace(config) if config is not None else TrainConfig()
-        cfg.arch = ModelArch.parse(arch).value
+        task_type = task_class(arch)
+        cfg.arch = arch.value if hasattr(arch, "value") else str(arch).lower()
         cfg.dataset = DatasetName.parse(dataset_name).value
         for key, value in overrides.items():
             if key == "input_size":
@@ -83,6 +81,7 @@ class Train:
                 raise TypeError(f"Train: unknown setting {key!r}")
             else:
                 setattr(cfg, key, value)
+        cfg = dataclasses.replace(cfg)  # validate (and type, e.g. musica_options) what the overrides set
         self.config = cfg
         self.save_path = Path(save_path)
         self.data_dir = data_dir or (os.environ.get("ACRLOSS_300W") if cfg.dataset == DatasetName.w300.value else None)
@@ -92,11 +91,9 @@ class Train:
         self.model: keras.Model | None = None
         #: annotated files the last data read skipped (file and reason)
         self.rejected: list[RejectedFile] = []
-        #: heatmap archs: the one codec that encodes the targets and decodes inside the model
-        self.codec = None
-        if ModelArch.parse(cfg.arch) is ModelArch.MNV2_HEATMAP:
-            cfg.loss = "heatmap_mse"  # the ACR/L2/L1 coordinate losses (and the PCA curriculum) do not apply
-            self.codec = heatmap_model.train_codec(cfg.crop.input_size, cfg.heatmap_size, cfg.heatmap_sigma, cfg.decoder)
+        #: the model family's task (acrloss.tasks.TASKS): model, loss, metrics, batches, monitored metric;
+        #: it resolves cfg.loss and refuses settings that do not apply to the family
+        self.task: Task = task_type(cfg, self.spec)
 
     # -- pieces ---------------------------------------------------------------------------
     def _dataset_spec(self):
@@ -143,7 +140,7 @@ class Train:
         if cfg.start == "random":
             return None, cfg.preprocessing or "unit"
         if cfg.start == "imagenet":
-            if ModelArch.parse(cfg.arch) not in (ModelArch.MNV2, ModelArch.MNV2_HEATMAP) or cfg.alpha != 1.0:
+            if not self.task.imagenet_start or cfg.alpha != 1.0:
                 raise ValueError("start='imagenet' is available for MobileNetV2 with alpha=1.0 only")
             return str(imagenet_mnv2_weights()), cfg.preprocessing or "imagenet"
         return cfg.start, cfg.preprocessing or "unit"
@@ -152,14 +149,7 @@ class Train:
         """The untrained model of ``config`` (with ``config.init_weights`` loaded, if set)."""
         cfg = self.config
         weights, preprocessing = self._start()
-        if self.codec is not None:
-            model = heatmap_model.build_heatmap_model(self.spec.num_points, alpha=cfg.alpha, backbone_weights=weights,
-                                                      preprocessing=preprocessing, codec=self.codec)
-        elif ModelArch.parse(cfg.arch) is ModelArch.MUSICA:  # starts from the mean shape of the training faces
-            model = musica_model.build_from_config(cfg, self.spec.num_points, self._samples()[0])
-        else:
-            model = build_regressor(cfg.arch, self.spec.num_points, cfg.crop.input_size, alpha=cfg.alpha, head=cfg.head,
-                                    backbone_weights=weights, preprocessing=preprocessing)
+        model = self.task.build_model(weights, preprocessing, lambda: self._samples()[0])
         if cfg.init_weights:
             path = Path(cfg.init_weights)
             if not path.is_file():
@@ -207,27 +197,16 @@ class Train:
         atomic_write_bytes(self.save_path / "config.json", json.dumps(dataclasses.asdict(cfg), indent=1, default=str).encode())
 
         train_samples, val_samples = self._samples()
-        use_phi = cfg.loss == "acr"
+        use_phi = self.task.uses_phi
         train_phi, val_phi = self._phi_tables(train_samples, val_samples) if use_phi else (None, None)
-        common = dict(crop=cfg.crop, batch_size=cfg.batch_size, mirror=self.spec.mirror, workers=cfg.workers)
-        if self.codec is not None:
-            common["codec"] = self.codec  # targets {"heatmaps", "landmarks"}
+        common = dict(crop=cfg.crop, batch_size=cfg.batch_size, mirror=self.spec.mirror, workers=cfg.workers,
+                      **self.task.sequence_options())
         train_seq = LandmarkSequence(train_samples, augment=cfg.augment, shuffle=True, seed=cfg.seed, phi_table=train_phi, **common)
         val_seq = LandmarkSequence(val_samples, phi_table=val_phi, **common) if val_samples else None
 
         model = self.build_model()
-        if self.codec is not None:
-            objective = heatmap_model.training_objective(self.spec.num_points, self.spec.norm_points, cfg.heatmap_fg_weight)
-            nme_name = heatmap_model.NME_LOG_NAME
-        elif ModelArch.parse(cfg.arch) is ModelArch.MUSICA:  # CascadeLoss on "cascade", NME on "landmarks"
-            objective = musica_model.training_objective(cfg, self.spec.num_points, self.spec.norm_points)
-            nme_name = musica_model.NME_LOG_NAME
-        else:
-            objective = dict(
-                loss=get_loss(cfg.loss, self.spec.num_coords, **({"lambda_": cfg.acr_lambda, "scale": cfg.acr_scale} if cfg.loss == "acr" else {})),
-                metrics=[NMEMetric(self.spec.num_points, self.spec.norm_points)],
-            )
-            nme_name = "nme"
+        objective = self.task.compile_arguments()
+        nme_name = self.task.monitor
         model.compile(
             optimizer=recipe.build_optimizer(cfg),  # AdamW + clipping / EMA (acrloss.recipe)
             **objective,
@@ -247,10 +226,8 @@ class Train:
         if keras.backend.backend() == "tensorflow" and importlib.util.find_spec("tensorboard") is not None:
             callbacks.append(keras.callbacks.TensorBoard(str(self.save_path / "tensorboard"), write_graph=False))
         callbacks.extend(extra_callbacks)
-        fit_train, fit_val = train_seq, val_seq
-        if ModelArch.parse(cfg.arch) is ModelArch.MUSICA:  # the same targets reach every output of the dict
-            fit_train = musica_model.DictTargets(train_seq, workers=cfg.workers)
-            fit_val = musica_model.DictTargets(val_seq, workers=cfg.workers) if val_seq is not None else None
+        fit_train = self.task.wrap(train_seq)  # e.g. MuSiCa: the same targets reach every output of the dict
+        fit_val = self.task.wrap(val_seq) if val_seq is not None else None
         start = time.time()
         # shuffle=False: the sequence shuffles itself, seeded by (seed, epoch); Keras' own batch-order shuffle
         # draws from the global RNG, which a resumed run could not replay
@@ -272,10 +249,26 @@ class Train:
         return summary
 
 
+def musica_option(item: str) -> tuple[str, Any]:
+    """argparse type of ``--musica-option``: ``"hidden_units=128"`` -> ``("hidden_units", 128)``
+    (the value is JSON; a bare word is a string). The key must be a :class:`MusicaConfig` field."""
+    key, sep, value = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{item!r}: expected KEY=VALUE")
+    known = [f.name for f in dataclasses.fields(MusicaConfig)]
+    if key not in known:
+        raise argparse.ArgumentTypeError(f"{key!r}: unknown; choose from {known} (the input size is --input-size)")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
 def build_parser() -> argparse.ArgumentParser:
     d = TrainConfig()
     p = argparse.ArgumentParser(prog="acrloss-train", description="Train a face-alignment model with ACR Loss (or L2/L1).")
-    p.add_argument("--arch", default=d.arch, choices=[a.value for a in ModelArch])
+    p.add_argument("--arch", default=d.arch, choices=list(TASKS), help="the model family's task: acrloss.tasks.TASKS")
     p.add_argument("--dataset", default=d.dataset, choices=[n.value for n in DatasetName if n is not DatasetName.cofw68],
                    help="300w | wflw | cofw | aflw (see docs/datasets.md) | images (a folder of images + .pts) | coco (one COCO JSON)")
     p.add_argument("--data-dir", default=None, help="the dataset folder (300-W: or env ACRLOSS_300W); --dataset coco: the JSON file")
@@ -283,13 +276,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--dataset images/coco: the mirror map, a JSON list or a file holding one ('none': flips off)")
     p.add_argument("--norm-points", nargs="+", default=None, metavar="A B | box",
                    help="--dataset images/coco: NME normalization, two point indices or 'box' (default: box)")
-    p.add_argument("--loss", default=d.loss, choices=["acr", "l2", "l1"])
+    p.add_argument("--loss", default=d.loss, choices=LossName.choices(),
+                   help="default: the family's own (acr; heatmap_mse for mnv2_heatmap, its only loss)")
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.learning_rate)
     p.add_argument("--input-size", type=int, default=CropConfig.input_size)
     p.add_argument("--alpha", type=float, default=d.alpha, help="MobileNetV2 width multiplier")
-    p.add_argument("--head", default=d.head, choices=["spatial", "gap"])
+    p.add_argument("--head", default=d.head, choices=Head.choices(), help="mnv2 / efficientnet: the regression head")
     p.add_argument("--start", default=d.start, help="random | imagenet (MobileNetV2) | a backbone weights file")
     p.add_argument("--acr-lambda", type=float, default=d.acr_lambda)
     p.add_argument("--init-weights", default=None,
@@ -298,11 +292,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ACR error scale s (the loss sees s * error; coordinates span [-0.5, 0.5])")
     p.add_argument("--heatmap-size", type=int, default=d.heatmap_size, help="--arch mnv2_heatmap: heatmap side (default input/4)")
     p.add_argument("--heatmap-sigma", type=float, default=d.heatmap_sigma, help="--arch mnv2_heatmap: Gaussian sigma in cells (default by size)")
-    p.add_argument("--decoder", default=d.decoder, choices=["argmax", "quarter", "dark", "keyposs"], help="--arch mnv2_heatmap: in-model decoder")
+    p.add_argument("--decoder", default=d.decoder, choices=Decoder.choices(), help="--arch mnv2_heatmap: in-model decoder")
     p.add_argument("--heatmap-fg-weight", type=float, default=d.heatmap_fg_weight, help="--arch mnv2_heatmap: MSE weight 1 + w * target")
     p.add_argument("--musica-error-weight", type=float, default=d.musica_error_weight,
                    help="--arch musica: weight of the per-stage error-prediction loss")
-    p.add_argument("--musica-option", action="append", default=[], metavar="KEY=JSON",
+    p.add_argument("--musica-option", action="append", default=[], metavar="KEY=JSON", type=musica_option,
                    help="--arch musica: a build_musica keyword, e.g. hidden_units=128 or 'stage_levels=[2,1,0]' (repeatable)")
     p.add_argument("--pca-levels", type=int, nargs="+", default=list(CurriculumConfig.levels))
     p.add_argument("--val-fraction", type=float, default=d.val_fraction)
@@ -320,7 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    a = build_parser().parse_args(argv)
+    parser = build_parser()
+    a = parser.parse_args(argv)
     if a.data_dir is None and a.dataset == DatasetName.w300.value:
         a.data_dir = os.environ.get("ACRLOSS_300W")
     if a.data_dir is None:
@@ -328,11 +323,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     from acrloss.data_prep.user_options import parse_mirror, parse_norm_points
 
     user_mirror, user_norm = parse_mirror(a.mirror), parse_norm_points(a.norm_points)
+    try:
+        musica = MusicaConfig.from_options(dict(a.musica_option))
+    except ValueError as exc:
+        parser.error(f"--musica-option: {exc}")
     cfg = TrainConfig(
         loss=a.loss, epochs=a.epochs, batch_size=a.batch_size, learning_rate=a.lr, val_fraction=a.val_fraction,
         seed=a.seed, alpha=a.alpha, head=a.head, start=a.start, init_weights=a.init_weights, acr_lambda=a.acr_lambda, acr_scale=a.acr_scale, workers=a.workers, max_train_faces=a.max_train_faces,
         heatmap_size=a.heatmap_size, heatmap_sigma=a.heatmap_sigma, decoder=a.decoder, heatmap_fg_weight=a.heatmap_fg_weight,
-        musica_error_weight=a.musica_error_weight, musica_options=musica_model.parse_options(a.musica_option),
+        musica_error_weight=a.musica_error_weight, musica_options=musica,
         crop=CropConfig(input_size=a.input_size),
         augment=AugmentConfig.none() if a.no_augment else AugmentConfig(),
         curriculum=CurriculumConfig(levels=tuple(a.pca_levels)),
@@ -340,7 +339,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     cfg = recipe.apply_arguments(a, cfg)
     try:
-        summary = Train(a.arch, a.dataset, a.save_path, a.data_dir, config=cfg).train(resume=a.resume, overwrite=a.overwrite)
+        trainer = Train(a.arch, a.dataset, a.save_path, a.data_dir, config=cfg)
+    except TaskConfigError as exc:  # an option of another family or loss
+        parser.error(str(exc))
+    try:
+        summary = trainer.train(resume=a.resume, overwrite=a.overwrite)
     except (RunFolderError, CheckpointError) as exc:
         print(f"acrloss-train: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -27,16 +27,17 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 ATTRIBUTES = ("pose", "expression", "illumination", "makeup", "occlusion", "blur")
-#: tiny settings per architecture (input 64 px, two epochs)
+#: tiny settings per architecture (input 64 px, two epochs); the heatmap family has its own loss
+#: (a coordinate loss given for it is an error, see tests/tasks)
 ARCHS = {
-    "mnv2": dict(alpha=0.35),
-    "musica": dict(musica_options={"stage_levels": [1, 0], "stage_points": ["coarse", "all"], "patch_size": 8,
+    "mnv2": dict(alpha=0.35, loss="acr"),
+    "musica": dict(loss="acr", musica_options={"stage_levels": [1, 0], "stage_points": ["coarse", "all"], "patch_size": 8,
                                    "channels": [4, 8], "hidden_units": 32}),
     "mnv2_heatmap": dict(alpha=0.35, heatmap_size=4, heatmap_sigma=1.0),
 }
 CLI_OPTIONS = {
-    "mnv2": ["--alpha", "0.35"],
-    "musica": ["--musica-option", "stage_levels=[1,0]", "--musica-option", 'stage_points=["coarse","all"]',
+    "mnv2": ["--alpha", "0.35", "--loss", "acr"],
+    "musica": ["--loss", "acr", "--musica-option", "stage_levels=[1,0]", "--musica-option", 'stage_points=["coarse","all"]',
                "--musica-option", "patch_size=8", "--musica-option", "channels=[4,8]", "--musica-option", "hidden_units=32"],
     "mnv2_heatmap": ["--alpha", "0.35", "--heatmap-size", "4", "--heatmap-sigma", "1.0"],
 }
@@ -69,7 +70,7 @@ def test_synthetic_set_reads_back(wflw98):
 def test_two_epochs_and_test_on_98_points_tensorflow(arch, wflw98, tmp_path, monkeypatch):
     monkeypatch.setenv("ACRLOSS_QUIET", "1")
     save = tmp_path / arch
-    trainer = Train(arch=arch, dataset_name="wflw", save_path=save, data_dir=wflw98, loss="acr", epochs=2, batch_size=8,
+    trainer = Train(arch=arch, dataset_name="wflw", save_path=save, data_dir=wflw98, epochs=2, batch_size=8,
                     input_size=64, learning_rate=2e-3, workers=1,
                     augment=AugmentConfig(occlusion_prob=0.0, blur_prob=0.0), **ARCHS[arch])
     assert trainer.spec.num_points == 98
@@ -100,7 +101,7 @@ def test_two_epochs_and_test_on_98_points_tensorflow(arch, wflw98, tmp_path, mon
 def test_two_epochs_and_test_on_98_points_jax_cli(wflw98, tmp_path):
     """train.py / test.py on the JAX backend for the three architectures, in one subprocess."""
     runs = {arch: {"save": str(tmp_path / arch),
-                   "argv": ["--arch", arch, "--dataset", "wflw", "--data-dir", str(wflw98), "--loss", "acr", "--epochs", "2",
+                   "argv": ["--arch", arch, "--dataset", "wflw", "--data-dir", str(wflw98), "--epochs", "2",
                             "--input-size", "64", "--batch-size", "8", "--workers", "1", "--save-path", str(tmp_path / arch)] + opts}
             for arch, opts in CLI_OPTIONS.items()}
     script = (

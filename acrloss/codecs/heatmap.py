@@ -66,6 +66,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from acrloss.config import Decoder
+
 __all__ = [
     "DECODERS",
     "HeatmapCodec",
@@ -77,7 +79,7 @@ __all__ = [
     "multilaterate",
 ]
 
-DECODERS = ("argmax", "quarter", "dark", "keyposs")
+DECODERS = tuple(Decoder.choices())
 WEIGHTINGS = ("value", "uniform")
 
 EPS = 1e-6  # heatmap values are clipped to [EPS, 1] before the logarithm

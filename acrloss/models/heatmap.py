@@ -65,7 +65,6 @@ __all__ = [
     "heatmap_codec",
     "set_decoder",
     "train_codec",
-    "training_objective",
 ]
 
 
@@ -308,11 +307,7 @@ def set_decoder(model: keras.Model, decoder: str | None = None, **params: Any) -
     return dataclasses.replace(codec)
 
 
-# --------------------------------------------------------------------------- training
-#: the logged name of the landmark NME metric of a heatmap model (Keras prefixes the output name)
-NME_LOG_NAME = "landmarks_nme"
-
-
+# --------------------------------------------------------------------------- training codec
 def train_codec(input_size: int, heatmap_size: int | None = None, sigma: float | None = None,
                 decoder: str = "keyposs") -> HeatmapCodec:
     """The codec a training run uses for both its targets and its in-model decoder.
@@ -323,15 +318,3 @@ def train_codec(input_size: int, heatmap_size: int | None = None, sigma: float |
     hm = size // 4 if heatmap_size is None else int(heatmap_size)
     return HeatmapCodec(input_size=size, heatmap_size=hm,
                         sigma=default_sigma(hm) if sigma is None else float(sigma), decoder=decoder)
-
-
-def training_objective(num_points: int, norm_points: tuple[int, int], foreground_weight: float = 0.0) -> dict[str, Any]:
-    """``model.compile`` keyword arguments for a heatmap model: :class:`HeatmapMSE` on the
-    ``"heatmaps"`` output, no loss on ``"landmarks"``, and the NME metric on ``"landmarks"``
-    (logged as :data:`NME_LOG_NAME`)."""
-    from acrloss.metrics import NMEMetric
-
-    return {
-        "loss": {"heatmaps": HeatmapMSE(foreground_weight=foreground_weight)},
-        "metrics": {"landmarks": [NMEMetric(num_points, norm_points)]},
-    }

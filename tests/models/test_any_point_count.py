@@ -12,7 +12,8 @@ from acrloss.losses import get_loss
 from acrloss.metrics import NMEMetric
 from acrloss.models import build_heatmap_model, build_musica, build_regressor
 from acrloss.models.heatmap import train_codec
-from acrloss.models.musica import compile_arguments, resolve_points
+from acrloss.models.musica import resolve_points
+from acrloss.tasks.musica import compile_arguments
 from acrloss.pca_utility import PCAUtility, phi_table
 
 COUNTS = [98, 68, 29, 19]

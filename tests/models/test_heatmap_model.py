@@ -189,7 +189,8 @@ def test_heatmap_model_on_jax_backend(tmp_path):
         assert keras.backend.backend() == "jax"
         from acrloss.codecs import HeatmapCodec
         from acrloss.models import load_model
-        from acrloss.models.heatmap import build_heatmap_model, set_decoder, training_objective
+        from acrloss.models.heatmap import build_heatmap_model, set_decoder
+        from acrloss.tasks.heatmap import training_objective
         keras.utils.set_random_seed(0)
         codec = HeatmapCodec(input_size=64, heatmap_size=8, sigma=1.0, decoder="keyposs")
         model = build_heatmap_model(68, alpha=0.35, codec=codec)

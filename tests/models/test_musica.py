@@ -16,15 +16,14 @@ import numpy as np
 import pytest
 
 from acrloss.flops import count_macs
+from acrloss.losses import CascadeLoss
 from acrloss.models import load_model
 from acrloss.models.musica import (
-    CascadeLoss,
     ImagePyramid,
     PatchEncoder,
     PatchSampler,
     bilinear_patches,
     build_musica,
-    parse_options,
     resolve_points,
     stage_macs,
     stage_models,
@@ -191,10 +190,14 @@ def test_point_subsets_and_options():
         resolve_points([0, 0], 68)
     with pytest.raises(ValueError):
         build_musica(np.zeros(10), num_points=68)
-    assert parse_options(["hidden_units=64", "stage_levels=[2,1]", "stage_points=[\"all\",\"half\"]"]) == {
+    from acrloss.train import build_parser
+
+    flags = ["--save-path", "x", "--musica-option", "hidden_units=64", "--musica-option", "stage_levels=[2,1]",
+             "--musica-option", 'stage_points=["all","half"]']
+    assert dict(build_parser().parse_args(flags).musica_option) == {
         "hidden_units": 64, "stage_levels": [2, 1], "stage_points": ["all", "half"]}
-    with pytest.raises(SystemExit):
-        parse_options(["bogus=1"])
+    with pytest.raises(SystemExit):  # an argparse error (usage + message), not an exception from library code
+        build_parser().parse_args(["--save-path", "x", "--musica-option", "bogus=1"])
 
 
 def test_multiply_adds_per_stage_by_hand():
@@ -269,7 +272,7 @@ def test_acr_scale_reaches_the_cascade_loss():
     from types import SimpleNamespace
 
     from acrloss.losses import ACRLoss
-    from acrloss.models.musica import training_objective
+    from acrloss.tasks.musica import training_objective
 
     n = 68
     gt = RNG.uniform(-0.4, 0.4, (3, 2 * n)).astype("float32")
@@ -316,7 +319,8 @@ def test_builds_trains_saves_and_exits_early_on_jax(tmp_path):
         f"""
         import json, numpy as np, keras
         assert keras.backend.backend() == "jax"
-        from acrloss.models.musica import build_musica, compile_arguments, OUTPUT_KEYS
+        from acrloss.models.musica import build_musica, OUTPUT_KEYS
+        from acrloss.tasks.musica import compile_arguments
         from acrloss.models import load_model
         from acrloss.early_exit import EarlyExitCascade
         rng = np.random.default_rng(0)
@@ -386,7 +390,7 @@ def test_tiny_real_data_training_run_and_evaluation(w300_dir, tmp_path, monkeypa
 
 def test_stage_metrics_match_the_nme_by_hand():
     from acrloss.metrics import nme as nme_fn
-    from acrloss.models.musica import ErrorMAE, StageNME
+    from acrloss.metrics import ErrorMAE, StageNME
 
     rng = np.random.default_rng(0)
     B, T, N = 5, 4, 68

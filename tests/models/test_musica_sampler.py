@@ -60,11 +60,12 @@ SCRIPT = textwrap.dedent(
     # 2. the shipped model: every output with the separable sampler vs the gather sampler
     model = load_model(shipped)
     new = {k: keras.ops.convert_to_numpy(v) for k, v in model(crops, training=False).items()}
-    mu.bilinear_patches, saved = mu.bilinear_patches_gather, mu.bilinear_patches
+    from acrloss.models.musica import sampler  # PatchSampler calls the sampler module's bilinear_patches
+    sampler.bilinear_patches, saved = mu.bilinear_patches_gather, sampler.bilinear_patches
     try:
         old = {k: keras.ops.convert_to_numpy(v) for k, v in model(crops, training=False).items()}
     finally:
-        mu.bilinear_patches = saved
+        sampler.bilinear_patches = saved
     out["model_max_abs_diff"] = {k: float(np.abs(new[k] - old[k]).max()) for k in new}
     out["landmark_range"] = float(np.ptp(new["landmarks"]))
     print(json.dumps(out))
