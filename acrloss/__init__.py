@@ -34,6 +34,7 @@ _LAZY = {
     "CropConfig": "acrloss.config",
     "AugmentConfig": "acrloss.config",
     "CurriculumConfig": "acrloss.config",
+    "MusicaConfig": "acrloss.config",
     "FaceAligner": "acrloss.align",
 }
 
@@ -52,4 +53,4 @@ def __dir__() -> list[str]:
 
 
 __all__ = ["Train", "Test", "PCAUtility", "ACRLoss", "L1Loss", "L2Loss", "DatasetName", "ModelArch",
-           "TrainConfig", "CropConfig", "AugmentConfig", "CurriculumConfig", "FaceAligner"]
+           "TrainConfig", "CropConfig", "AugmentConfig", "CurriculumConfig", "MusicaConfig", "FaceAligner"]

@@ -18,10 +18,6 @@ import enum
 from dataclasses import dataclass, field
 from typing import Sequence
 
-#: the model ``FaceAligner()`` and ``acrloss align`` use by default (defined with the other
-#: model-location rules in :mod:`acrloss.presets`, which imports nothing heavy)
-from acrloss.presets import DEFAULT_MODEL  # noqa: E402,F401
-
 
 class ChoiceEnum(str, enum.Enum):
     """A string enum of named choices: :meth:`parse` accepts a member, its value (any case)

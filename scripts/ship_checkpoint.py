@@ -14,6 +14,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
+from acrloss.config import Decoder  # noqa: E402
 from acrloss.io import atomic_write_bytes  # noqa: E402
 from acrloss.flops import count_macs, count_params  # noqa: E402
 from acrloss.models import load_model  # noqa: E402
@@ -66,7 +67,7 @@ def main() -> None:
     p.add_argument("--name", required=True)
     p.add_argument("--data-dir", required=True)
     p.add_argument("--command", default="", help="the training command, recorded in the JSON")
-    p.add_argument("--decoder", choices=["argmax", "quarter", "dark", "keyposs"], default=None,
+    p.add_argument("--decoder", choices=Decoder.choices(), default=None,
                    help="heatmap models: ship with this in-model decoder (default: the one it was trained with)")
     a = p.parse_args()
     run = Path(a.run)

@@ -5,7 +5,7 @@ import os
 
 import keras
 
-from acrloss.config import ModelArch
+from acrloss.config import Head, ModelArch
 from acrloss.models.backbones import build_backbone
 
 
@@ -28,8 +28,8 @@ def build_regressor(
     averaged away; ``head="gap"`` (default) is global average pooling then a dense layer.
     """
     arch = ModelArch.parse(arch)
-    if head not in ("spatial", "gap"):
-        raise ValueError(f"head must be 'spatial' or 'gap', got {head!r}")
+    if head not in Head.choices():
+        raise ValueError(f"head must be one of {Head.choices()}, got {head!r}")
     backbone = build_backbone(arch, input_size, alpha, backbone_weights, preprocessing)
     inputs = keras.Input((input_size, input_size, 3), name="image")
     x = backbone(inputs)
