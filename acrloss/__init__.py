@@ -35,6 +35,8 @@ _LAZY = {
     "AugmentConfig": "acrloss.config",
     "CurriculumConfig": "acrloss.config",
     "FaceAligner": "acrloss.align",
+    "LandmarkPredictor": "acrloss.predictor",
+    "PredictorOptions": "acrloss.predictor",
 }
 
 
@@ -52,4 +54,5 @@ def __dir__() -> list[str]:
 
 
 __all__ = ["Train", "Test", "PCAUtility", "ACRLoss", "L1Loss", "L2Loss", "DatasetName", "ModelArch",
-           "TrainConfig", "CropConfig", "AugmentConfig", "CurriculumConfig", "FaceAligner"]
+           "TrainConfig", "CropConfig", "AugmentConfig", "CurriculumConfig", "FaceAligner", "LandmarkPredictor",
+           "PredictorOptions"]
