@@ -93,6 +93,11 @@ class FaceAligner:
     ``tta``: horizontal-flip test-time averaging through the mirror map on every pass (twice
     the model calls); it also gives each face a quality score, the flip disagreement
     (:meth:`align_faces`, :mod:`acrloss.tta`).
+
+    The crop -> model -> photo-points step, with ``margin``, ``batch_size``, ``refine`` and
+    ``tta``, is :attr:`predictor` (a :class:`acrloss.predictor.LandmarkPredictor`); the aligner
+    adds reading, colour order, detection and box calibration. Setting ``aligner.refine`` /
+    ``aligner.tta`` changes the predictor's options.
     """
 
     def __init__(
