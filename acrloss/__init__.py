@@ -36,6 +36,8 @@ _LAZY = {
     "CurriculumConfig": "acrloss.config",
     "MusicaConfig": "acrloss.config",
     "FaceAligner": "acrloss.align",
+    "LandmarkPredictor": "acrloss.predictor",
+    "PredictorOptions": "acrloss.predictor",
 }
 
 
@@ -53,4 +55,5 @@ def __dir__() -> list[str]:
 
 
 __all__ = ["Train", "Test", "PCAUtility", "ACRLoss", "L1Loss", "L2Loss", "DatasetName", "ModelArch",
-           "TrainConfig", "CropConfig", "AugmentConfig", "CurriculumConfig", "MusicaConfig", "FaceAligner"]
+           "TrainConfig", "CropConfig", "AugmentConfig", "CurriculumConfig", "MusicaConfig", "FaceAligner",
+           "LandmarkPredictor", "PredictorOptions"]

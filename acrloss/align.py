@@ -39,12 +39,13 @@ import cv2
 import numpy as np
 
 from acrloss.config import CropConfig
-from acrloss.data_prep.crop import CropTransform, denormalize, face_box
+from acrloss.data_prep.crop import CropTransform
 from acrloss.data_prep.formats import LandmarkFileError
 from acrloss.data_prep.images import IMAGE_EXTENSIONS, read_image, to_rgb
 from acrloss.detectors import BoxCalibration, Detection, DlibHOGDetector, StaticBoxes
 from acrloss.presets import DEFAULT_MODEL, DEFAULT_REFINE, DEFAULT_TTA, available_models, resolve_model  # noqa: F401
-from acrloss.tta import AlignedFace, flip_disagreement, predict_tta, spec_for_points
+from acrloss.predictor import LandmarkPredictor, Prediction, PredictorError, PredictorOptions
+from acrloss.tta import AlignedFace
 
 # Keras (and with it the backend) is imported at the first model load or call, not here:
 # ``acrloss --help`` and argument errors stay fast. Models by name, the model folders, the
@@ -92,6 +93,11 @@ class FaceAligner:
     ``tta``: horizontal-flip test-time averaging through the mirror map on every pass (twice
     the model calls); it also gives each face a quality score, the flip disagreement
     (:meth:`align_faces`, :mod:`acrloss.tta`).
+
+    The crop -> model -> photo-points step, with ``margin``, ``batch_size``, ``refine`` and
+    ``tta``, is :attr:`predictor` (a :class:`acrloss.predictor.LandmarkPredictor`); the aligner
+    adds reading, colour order, detection and box calibration. Setting ``aligner.refine`` /
+    ``aligner.tta`` changes the predictor's options.
     """
 
     def __init__(
@@ -106,36 +112,56 @@ class FaceAligner:
         color: str = "rgb",
     ) -> None:
         self.color = check_color(color)
-        if isinstance(model, (str, os.PathLike)):
-            from acrloss.models.regressor import load_model  # noqa: PLC0415
-
-            self.model_path: str | None = str(resolve_model(model))
-            if Path(self.model_path).suffix.lower() in (".tflite", ".onnx"):  # exported files: acrloss.export
-                from acrloss.export import ExportedModel  # noqa: PLC0415
-
-                self.model = ExportedModel(self.model_path)
-            else:
-                self.model = load_model(self.model_path)
-        else:
-            if not hasattr(model, "input_shape"):
-                raise TypeError("FaceAligner: model must be a name, a path, or a model with an input_shape")
-            self.model_path = None
-            self.model = model
-        shape = tuple(self.model.input_shape)
-        if len(shape) != 4 or shape[1] is None or shape[1] != shape[2] or shape[3] != 3:
-            raise ValueError(f"FaceAligner: the model must take (B, S, S, 3) images, its input shape is {shape}")
-        self.input_size = int(shape[1])
+        if not isinstance(model, (str, os.PathLike)) and not hasattr(model, "input_shape"):
+            raise TypeError("FaceAligner: model must be a name, a path, or a model with an input_shape")
+        try:  # crop -> model -> points in the photo, refine passes and TTA: acrloss.predictor
+            self.predictor = LandmarkPredictor(
+                model, PredictorOptions(margin=float(margin), batch_size=int(batch_size), refine=int(refine), tta=tta))
+        except PredictorError as exc:
+            raise ValueError(f"FaceAligner: {exc}") from exc
         self._detector = detector
         self.calibration = BoxCalibration() if calibration is None else calibration
-        self.margin = float(margin)
-        self.batch_size = int(batch_size)
-        if int(refine) < 0:
-            raise ValueError(f"FaceAligner: refine must be >= 0, got {refine}")
-        self.refine = int(refine)
-        # -- flip TTA / quality (acrloss.tta) --
-        if not isinstance(tta, bool):
-            raise TypeError(f"FaceAligner: tta must be True or False, got {tta!r}")
-        self.tta = tta
+
+    # ------------------------------------------------------------------ the predictor's settings
+    @property
+    def model(self) -> Any:
+        """The loaded model (``keras.Model``, :class:`acrloss.runtimes.ExportedModel`, ...)."""
+        return self.predictor.model
+
+    @property
+    def model_path(self) -> str | None:
+        """The model file (``None`` for a model object given directly)."""
+        return self.predictor.model_path
+
+    @property
+    def input_size(self) -> int:
+        return self.predictor.input_size
+
+    @property
+    def margin(self) -> float:
+        return self.predictor.margin
+
+    @property
+    def batch_size(self) -> int:
+        return self.predictor.options.batch_size
+
+    @property
+    def refine(self) -> int:
+        """Extra re-crop passes (settable; validated by :class:`PredictorOptions`)."""
+        return self.predictor.options.refine
+
+    @refine.setter
+    def refine(self, value: int) -> None:
+        self.predictor = self.predictor.with_options(refine=value)
+
+    @property
+    def tta(self) -> bool:
+        """Flip test-time averaging and the quality score (settable)."""
+        return self.predictor.options.tta
+
+    @tta.setter
+    def tta(self, value: bool) -> None:
+        self.predictor = self.predictor.with_options(tta=value)
 
     # ------------------------------------------------------------------ pieces
     @property
@@ -150,7 +176,7 @@ class FaceAligner:
 
     def crop_transform(self, box: Sequence[float] | np.ndarray, calibrate: bool = True) -> CropTransform:
         """The crop the model sees for a face box (after calibration unless ``calibrate=False``)."""
-        return CropTransform.from_box(self.crop_box(box, calibrate), self.input_size, self.margin)
+        return self.predictor.transform(self.crop_box(box, calibrate))
 
     def _color(self, color: str | None) -> str:
         return self.color if color is None else check_color(color)
@@ -164,55 +190,19 @@ class FaceAligner:
             return rgb, np.zeros((0, 4)), np.zeros((0,))
         return rgb, np.stack([np.asarray(b, dtype=np.float64).reshape(4) for b, _ in dets]), np.array([s for _, s in dets], dtype=np.float64)
 
-    def _predict(self, crops: np.ndarray) -> np.ndarray:
-        """Normalized ``(B, N, 2)`` predictions for float32 crops, in chunks of ``batch_size``."""
-        import keras  # noqa: PLC0415  (the backend: loaded with the model, not with this module)
-
-        from acrloss.models.regressor import landmarks_from_output  # noqa: PLC0415
-
-        out = []
-        for i in range(0, len(crops), self.batch_size):
-            x = crops[i : i + self.batch_size]
-            y = self.model(x, training=False) if isinstance(self.model, keras.Model) else self.model(x)
-            out.append(landmarks_from_output(y).reshape(len(x), -1, 2))
-        return np.concatenate(out, axis=0)
-
     def _align(self, items: list[tuple[np.ndarray, np.ndarray]], calibrate: bool) -> list[list[np.ndarray]]:
         """Landmarks per image for ``(rgb, boxes)`` items; all faces go through the model together."""
-        return self._align_with_quality(items, calibrate)[0]
+        return [list(p.points) for p in self._predict(items, calibrate)]
 
-    def _predict_pass(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """One pass: normalized ``(B, N, 2)`` points and, with ``tta``, the crop-pixel flip
-        disagreement ``(B,)`` (:func:`acrloss.tta.predict_tta`)."""
-        if not self.tta:
-            return self._predict(crops), None
-        return predict_tta(self._predict, crops)  # the mirror map of the model's point count
+    def _predict(self, items: list[tuple[np.ndarray, np.ndarray]], calibrate: bool) -> list[Prediction]:
+        """The predictor on ``(rgb, detector boxes)`` items, the boxes calibrated unless ``calibrate=False``."""
+        return self.predictor.predict_batch([(rgb, [self.crop_box(b, calibrate) for b in boxes]) for rgb, boxes in items])
 
-    def _align_with_quality(self, items: list[tuple[np.ndarray, np.ndarray]], calibrate: bool
-                            ) -> tuple[list[list[np.ndarray]], list[list[float | None]]]:
-        """``_align`` plus each face's flip disagreement (``None`` without ``tta``)."""
-        transforms, owners = [], []
-        for k, (rgb, boxes) in enumerate(items):
-            for box in boxes:
-                transforms.append(self.crop_transform(box, calibrate))
-                owners.append(k)
-        result: list[list[np.ndarray]] = [[] for _ in items]
-        quality: list[list[float | None]] = [[] for _ in items]
-        if not transforms:
-            return result, quality
-        points: list[np.ndarray] = []
-        for step in range(1 + self.refine):
-            if step:  # refine: re-crop around the predicted points' box (no calibration)
-                transforms = [CropTransform.from_box(face_box(p), self.input_size, self.margin) for p in points]
-            crops = np.stack([t.warp(items[k][0]) for t, k in zip(transforms, owners)]).astype(np.float32)
-            pred, disagreement = self._predict_pass(crops)
-            points = [t.inverse(denormalize(p, self.input_size)) for p, t in zip(pred, transforms)]
-        norm = spec_for_points(len(points[0])).norm_points if disagreement is not None else None
-        for i, (p, k) in enumerate(zip(points, owners)):
-            result[k].append(p)
-            quality[k].append(None if disagreement is None else flip_disagreement(
-                disagreement[i], p, float(np.sqrt(abs(np.linalg.det(transforms[i].matrix[:, :2])))), norm))
-        return result, quality
+    @staticmethod
+    def _faces(pred: Prediction, boxes: np.ndarray, scores: np.ndarray) -> list[AlignedFace]:
+        quality = pred.flip_disagreement
+        return [AlignedFace(p, b, float(s), None if quality is None else float(quality[i]))
+                for i, (p, b, s) in enumerate(zip(pred.points, boxes, scores))]
 
     # ------------------------------------------------------------------ public
     def get_landmarks(self, image: Any, boxes: Any = None, return_boxes: bool = False, calibrate: bool = True,
@@ -248,16 +238,14 @@ class FaceAligner:
         NME-like fraction, lower is better; ``None`` unless ``tta``). Drop likely failures
         with e.g. ``[f for f in faces if f.flip_disagreement < 0.05]``."""
         rgb, det_boxes, scores = self.detect(image, boxes, color)
-        points, quality = self._align_with_quality([(rgb, det_boxes)], calibrate)
-        return [AlignedFace(p, b, float(s), q) for p, b, s, q in zip(points[0], det_boxes, scores, quality[0])]
+        return self._faces(self._predict([(rgb, det_boxes)], calibrate)[0], det_boxes, scores)
 
     def align_faces_batch(self, items: Sequence[tuple[Any, Any]], calibrate: bool = True) -> list[list[AlignedFace]]:
         """:meth:`align_faces` for many ``(image, boxes)`` pairs (``boxes=None``: detect), with
         all faces in shared batched model calls; one list per pair, in input order."""
         detected = [self.detect(image, boxes) for image, boxes in items]
-        points, quality = self._align_with_quality([(rgb, b) for rgb, b, _ in detected], calibrate)
-        return [[AlignedFace(p, b, float(s), q) for p, b, s, q in zip(pts, boxes, scores, qs)]
-                for (_, boxes, scores), pts, qs in zip(detected, points, quality)]
+        preds = self._predict([(rgb, b) for rgb, b, _ in detected], calibrate)
+        return [self._faces(pred, boxes, scores) for (_, boxes, scores), pred in zip(detected, preds)]
 
     def get_landmarks_batch(self, images: Sequence[Any], calibrate: bool = True,
                             color: str | None = None) -> list[list[np.ndarray]]:

@@ -24,18 +24,14 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from tqdm import tqdm
-
 from acrloss.config import CropConfig, DatasetName, dataset_spec
-from acrloss.data_prep.crop import denormalize
-from acrloss.data_prep.datasets import Sample, available_subsets, read_folder
+from acrloss.data_prep.datasets import available_subsets, read_folder
 from acrloss.data_prep.formats import LandmarkFileError, RejectedFile, rejected_summary
 from acrloss.io import atomic_write_bytes
 from acrloss.data_prep.subsets import find_subsets, resolve_spec
 from acrloss.dataset_metrics import subset_report
-from acrloss.data_prep.pipeline import LandmarkSequence
 from acrloss.metrics import plot_ced
-from acrloss.models import landmarks_from_output, load_model
+from acrloss.predictor import LandmarkPredictor, PredictorError, PredictorOptions
 
 
 class EvaluationError(RuntimeError):
@@ -47,54 +43,18 @@ class EvaluationUsageError(EvaluationError):
     """A missing input named on the command line (``acrloss-test`` exits 2)."""
 
 
-def predict_samples(model, samples: Sequence[Sample], crop: CropConfig, batch_size: int = 32,
-                    rejected: list[RejectedFile] | None = None, num_points: int | None = None) -> np.ndarray:
-    """Landmarks ``(M, N, 2)`` in each sample's original image coordinates (``num_points``:
-    the count the model must predict; default the samples').
-
-    A sample whose image cannot be read raises :class:`LandmarkFileError` naming it; with a
-    ``rejected`` list it is appended there instead and its row is NaN.
-    """
-    seq = LandmarkSequence(samples, crop, batch_size=batch_size, workers=1)
-    num_points = num_points or len(samples[0].points)
-    out = np.full((len(samples), num_points, 2), np.nan)
-    starts = range(0, len(samples), batch_size)
-    for start in tqdm(starts, desc="predict", unit="batch", disable=not sys.stderr.isatty()):
-        rows, images, transforms = [], [], []
-        for i in range(start, min(start + batch_size, len(samples))):
-            try:
-                image, _, transform, _ = seq.load(i)
-            except LandmarkFileError as exc:
-                if rejected is None:
-                    raise
-                rejected.append(RejectedFile.from_error(samples[i].image_path, exc))
-                continue
-            rows.append(i)
-            images.append(image)
-            transforms.append(transform)
-        if not rows:
-            continue
-        batch = np.stack(images).astype(np.float32)
-        pred = landmarks_from_output(model(batch, training=False), num_points).reshape(len(rows), -1, 2)
-        for i, p, t in zip(rows, pred, transforms):
-            out[i] = t.inverse(denormalize(p, crop.input_size))
-    return out
-
-
-def check_model(model, path: str | os.PathLike, num_points: int, dataset: str) -> int:
-    """The input size of ``model`` after checking that it takes ``(S, S, 3)`` images and
-    gives ``num_points`` landmarks; :class:`EvaluationError` naming ``path`` otherwise."""
-    shape = model.input_shape
-    if not (isinstance(shape, tuple) and len(shape) == 4 and shape[1] is not None and shape[1] == shape[2] and shape[3] == 3):
-        raise EvaluationError(f"{path}: the model takes input {shape}; evaluation needs square RGB crops (batch, S, S, 3)")
-    size = int(shape[1])
+def load_predictor(path: str | os.PathLike, num_points: int, dataset: str, margin: float = CropConfig.margin,
+                   batch_size: int = 32, decoder: str | None = None) -> LandmarkPredictor:
+    """The :class:`acrloss.predictor.LandmarkPredictor` of the model at ``path`` (a checkpoint or
+    an exported ``.tflite`` / ``.onnx`` file) after checking that it takes square RGB crops and
+    gives ``num_points`` landmarks; :class:`EvaluationError` naming ``path`` otherwise
+    (``FileNotFoundError`` for a missing file)."""
     try:
-        points = landmarks_from_output(model(np.zeros((1, size, size, 3), np.float32), training=False)).shape[1] // 2
-    except ValueError as exc:
-        raise EvaluationError(f"{path}: {exc}") from exc
-    if points != num_points:
-        raise EvaluationError(f"{path}: the model predicts {points} points; {dataset} has {num_points} (wrong point count)")
-    return size
+        predictor = LandmarkPredictor(path, PredictorOptions(margin=margin, batch_size=batch_size, decoder=decoder))
+        predictor.check_points(num_points, dataset)
+    except PredictorError as exc:
+        raise EvaluationError(str(exc)) from exc
+    return predictor
 
 
 class Test:
@@ -165,21 +125,13 @@ class Test:
         if user and not present:
             raise EvaluationError(f"{source}: no face to evaluate (every file rejected)")
         spec = resolve_spec(dataset, present[0] if user else None, mirror, norm_points)
-        model = load_model(pretrained_model_path)
-        if decoder is not None:
-            from acrloss.models.heatmap import set_decoder
-
-            try:
-                set_decoder(model, decoder)
-            except ValueError as exc:
-                raise ValueError(f"{pretrained_model_path}: {exc}") from exc
-        crop = CropConfig(check_model(model, pretrained_model_path, spec.num_points, spec.name), margin)
+        predictor = load_predictor(pretrained_model_path, spec.num_points, spec.name, margin, batch_size, decoder)
         result: dict[str, Any] = {
             "model": str(pretrained_model_path),
             "dataset": spec.name if images_dir is None else "images",
             "normalization": spec.norm_name,
             "failure_threshold": spec.failure_threshold,
-            "input_size": crop.input_size,
+            "input_size": predictor.input_size,
             **({"decoder": decoder} if decoder is not None else {}),
             "subsets": {},
             "missing": {},
@@ -195,7 +147,7 @@ class Test:
                 result["missing"][name] = f"{name}: no usable face (all rejected)"
                 continue
             bad_images: list[RejectedFile] = []
-            pred = predict_samples(model, samples, crop, batch_size, rejected=bad_images, num_points=spec.num_points)
+            pred = predictor.predict_samples(samples, rejected=bad_images, progress=True)
             rejected.extend(r for r in bad_images if r not in rejected)
             if strict and bad_images:
                 raise EvaluationError(f"--strict: {len(bad_images)} unreadable images, first {bad_images[0].path}: {bad_images[0].reason}")

@@ -58,12 +58,13 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator
 import cv2
 import numpy as np
 
-from acrloss.data_prep.crop import CropTransform, denormalize, face_box
+from acrloss.data_prep.crop import face_box
 from acrloss.detectors import box_iou
 from acrloss.pose import HeadPose, estimate_pose
 
 if TYPE_CHECKING:  # pragma: no cover
     from acrloss.align import FaceAligner
+    from acrloss.predictor import LandmarkPredictor
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts")
 
@@ -249,37 +250,12 @@ def _as_frames(frames: Iterable[Any], fps: float) -> Iterator[Frame]:
             yield Frame(k, k / fps, item)
 
 
-def compiled_predict(aligner: "FaceAligner"):
-    """A function ``crops (B, S, S, 3) float32 -> normalized points (B, N, 2)`` for the
-    aligner's model. For a Keras model on the TensorFlow backend the call is wrapped once in
-    a ``tf.function`` graph (cached on the aligner): eager Keras calls cost several times
-    more than the network per frame. Other backends and exported models use
-    ``FaceAligner._predict`` as it is."""
-    cached = getattr(aligner, "_video_predict", None)
-    if cached is not None:
-        return cached
-    fn = aligner._predict
-    try:
-        import keras  # noqa: PLC0415
-
-        if isinstance(aligner.model, keras.Model) and keras.backend.backend() == "tensorflow":
-            import tensorflow as tf  # noqa: PLC0415
-
-            from acrloss.models.regressor import landmarks_from_output  # noqa: PLC0415
-
-            model = aligner.model
-            graph = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-
-            def fn(crops: np.ndarray) -> np.ndarray:
-                out = []
-                for i in range(0, len(crops), aligner.batch_size):
-                    x = crops[i : i + aligner.batch_size]
-                    out.append(landmarks_from_output(graph(tf.constant(x))).reshape(len(x), -1, 2))
-                return np.concatenate(out, axis=0)
-    except ImportError:  # pragma: no cover - keras/tensorflow missing: the eager path
-        pass
-    aligner._video_predict = fn  # type: ignore[attr-defined]
-    return fn
+def video_predictor(aligner: "FaceAligner") -> "LandmarkPredictor":
+    """The aligner's :class:`acrloss.predictor.LandmarkPredictor` as the tracker runs it: one
+    pass, no TTA, ``compiled`` (a Keras model on the TensorFlow backend runs through one
+    cached ``tf.function``: eager Keras calls cost several times more than the network per
+    frame). It shares the aligner's loaded model (and its traced graph)."""
+    return aligner.predictor.with_options(compiled=True, refine=0, tta=False)
 
 
 def _face_size(points: np.ndarray) -> float:
@@ -300,8 +276,7 @@ def track_faces(aligner: "FaceAligner", frames: Iterable[Any], config: TrackConf
     next_id = 0
     since_detect = cfg.detect_every  # detect on the first frame
     force_detect = True
-    size = aligner.input_size
-    predict = compiled_predict(aligner)
+    predictor = video_predictor(aligner)
     for fr in _as_frames(frames, cfg.fps):
         if fr.image is None:
             yield FrameResult(fr.index, fr.time, error=fr.error or "unreadable frame")
@@ -317,7 +292,7 @@ def track_faces(aligner: "FaceAligner", frames: Iterable[Any], config: TrackConf
         detect = force_detect or since_detect >= cfg.detect_every - 1 or not tracks
         force_detect = False
         # -- crops: one per active track, plus one per new detection
-        jobs: list[tuple[_Track | None, CropTransform, np.ndarray]] = []  # (track or None=new, crop, basis)
+        jobs: list[tuple[_Track | None, np.ndarray]] = []  # (track or None=new, basis box the crop is cut around)
         matched: set[int] = set()
         if detect:
             since_detect = 0
@@ -339,7 +314,7 @@ def track_faces(aligner: "FaceAligner", frames: Iterable[Any], config: TrackConf
                     t.raw, t.prev_raw, t.lost = None, None, False  # type: ignore[assignment]
                     if t.filter is not None:
                         t.filter.reset()
-                    jobs.append((t, CropTransform.from_box(cal[di], size, aligner.margin), cal[di]))
+                    jobs.append((t, cal[di]))
             for ti, t in enumerate(tracks):
                 if ti not in used_t:
                     t.missed += 1
@@ -351,27 +326,24 @@ def track_faces(aligner: "FaceAligner", frames: Iterable[Any], config: TrackConf
                     next_id += 1
                     matched.add(t.id)
                     tracks.append(t)
-                    jobs.append((t, CropTransform.from_box(c, size, aligner.margin), c))
+                    jobs.append((t, c))
         else:
             since_detect += 1
         queued = {id(j[0]) for j in jobs}
         for t in tracks:
             if id(t) not in queued and not t.lost:
                 basis = face_box(t.predicted())
-                jobs.append((t, CropTransform.from_box(basis, size, aligner.margin), basis))
+                jobs.append((t, basis))
         # -- model: detector-box crops get one refine pass (as tracked faces start from points)
         results: dict[int, tuple[_Track, np.ndarray, np.ndarray]] = {}
         if jobs:
-            crops = np.stack([c.warp(rgb) for _, c, _ in jobs]).astype(np.float32)
-            pred = predict(crops)
-            pts = [c.inverse(denormalize(p, size)) for p, (_, c, _) in zip(pred, jobs)]
-            fresh = [k for k, (t, _, _) in enumerate(jobs) if t is not None and t.raw is None]
+            pts = list(predictor.predict(rgb, [basis for _, basis in jobs]).points)
+            fresh = [k for k, (t, _) in enumerate(jobs) if t is not None and t.raw is None and np.all(np.isfinite(pts[k]))]
             if fresh:
-                re = [CropTransform.from_box(face_box(pts[k]), size, aligner.margin) for k in fresh]
-                pred2 = predict(np.stack([c.warp(rgb) for c in re]).astype(np.float32))
-                for k, c, p in zip(fresh, re, pred2):
-                    pts[k] = c.inverse(denormalize(p, size))
-            for (t, _, basis), p in zip(jobs, pts):
+                again = predictor.predict(rgb, [face_box(pts[k]) for k in fresh]).points
+                for k, p in zip(fresh, again):
+                    pts[k] = p
+            for (t, basis), p in zip(jobs, pts):
                 results[id(t)] = (t, p, basis)
         # -- lost faces, duplicates, smoothing
         faces: list[TrackedFace] = []

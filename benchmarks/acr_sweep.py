@@ -27,7 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from acrloss.io import atomic_write_bytes  # noqa: E402
+from acrloss.io import emit_json  # noqa: E402
 
 BUDGET = {"arch": "mnv2", "start": "imagenet", "input_size": 128, "epochs": 10, "batch_size": 32, "lr": 1e-3, "seed": 0}
 
@@ -115,9 +115,7 @@ def main(argv=None) -> dict:
     acr = [r for r in runs if r["loss"] == "acr"]
     out = {"budget": budget, "split": "validation (fixed-seed 10 % of train)", "runs": runs,
            "best_acr": min(acr, key=lambda r: r["best_val_nme"])["name"] if acr else None}
-    atomic_write_bytes(a.json, json.dumps(out, indent=1).encode())
-    print(json.dumps(out, indent=1))
-    return out
+    return emit_json(out, a.json)
 
 
 if __name__ == "__main__":

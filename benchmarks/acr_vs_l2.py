@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 from acrloss.config import ModelArch  # noqa: E402
-from acrloss.io import atomic_write_bytes  # noqa: E402
+from acrloss.io import emit_json  # noqa: E402
 from acrloss.metrics import plot_ced  # noqa: E402
 from acrloss.test import Test  # noqa: E402
 
@@ -54,8 +53,7 @@ def main(argv=None) -> dict:
         out["pairs"].append(pair)
     if curves:
         out["ced_png"] = str(plot_ced(curves, Path(a.json).parent / "acr_vs_l2_ced.png"))
-    atomic_write_bytes(a.json, json.dumps(out, indent=1).encode())
-    print(json.dumps(out, indent=1))
+    emit_json(out, a.json)
     return out
 
 

@@ -12,7 +12,6 @@ statistics behind the detector-like box-jitter augmentation of ``AugmentConfig``
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -21,7 +20,7 @@ import numpy as np
 
 
 from acrloss.data_prep.datasets import w300_subset  # noqa: E402
-from acrloss.io import atomic_write_bytes  # noqa: E402
+from acrloss.io import emit_json  # noqa: E402
 from acrloss.detectors import DlibHOGDetector, fit_box_calibration  # noqa: E402
 
 
@@ -59,11 +58,7 @@ def main(argv: list[str] | None = None) -> dict:
         "split": "300-W train (afw, helen/trainset, lfpw/trainset)",
         "seconds": round(time.time() - t0, 1),
     }
-    text = json.dumps(result, indent=1)
-    print(text)
-    if a.json:
-        atomic_write_bytes(a.json, (text + "\n").encode())
-    return result
+    return emit_json(result, a.json)
 
 
 if __name__ == "__main__":

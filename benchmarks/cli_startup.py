@@ -14,7 +14,6 @@ imported before argument parsing; measured once). The ``acrloss`` package is the
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -83,11 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     result["worst_median_s"] = worst
     result["target_met"] = bool(worst <= TARGET_S and not any(r["backend_modules_imported"]
                                                               for r in result["commands"].values()))
-    text = json.dumps(result, indent=1)
-    print(text)
-    if a.json:
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(text + "\n")
+    from acrloss.io import emit_json  # noqa: PLC0415  (after the timed processes: nothing of acrloss imported before)
+
+    emit_json(result, a.json)
     return 0
 
 

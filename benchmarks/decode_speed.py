@@ -17,36 +17,11 @@ import json
 import os
 import platform
 import time
-from pathlib import Path
 
 import numpy as np
 
+from acrloss.tools.timing import block, compiler, pin_threads
 
-
-def _pin_threads(n: int) -> None:
-    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(n))
-    os.environ.setdefault("TF_NUM_INTEROP_THREADS", str(n))
-    os.environ.setdefault("XLA_FLAGS", f"--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads={n}")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
-def _compiler(backend: str):
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        return lambda f: tf.function(f, reduce_retracing=True)
-    if backend == "jax":
-        import jax
-
-        return jax.jit
-    return None
-
-
-def _block(x) -> None:
-    if hasattr(x, "block_until_ready"):
-        x.block_until_ready()
-    else:
-        np.asarray(x)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -59,7 +34,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--modes", default="eager,compiled")
     a = p.parse_args(argv)
-    _pin_threads(a.threads)
+    pin_threads(a.threads)
 
     import keras
     from keras import ops
@@ -67,7 +42,7 @@ def main(argv: list[str] | None = None) -> dict:
     from acrloss.codecs import DECODERS, HeatmapCodec
 
     backend = keras.backend.backend()
-    compile_fn = _compiler(backend)
+    compile_fn = compiler(backend)
     rng = np.random.default_rng(0)
     results = []
     for size in [int(s) for s in a.sizes.split(",")]:
@@ -81,12 +56,12 @@ def main(argv: list[str] | None = None) -> dict:
                     continue
                 fn = compile_fn(codec.decode) if mode == "compiled" else codec.decode
                 out = fn(maps)
-                _block(out)  # warm-up (and tracing)
+                block(out)  # warm-up (and tracing)
                 times = []
                 for _ in range(a.repeat):
                     t0 = time.perf_counter()
                     out = fn(maps)
-                    _block(out)
+                    block(out)
                     times.append(time.perf_counter() - t0)
                 err = np.linalg.norm(ops.convert_to_numpy(out) - pts, axis=-1).mean() / codec.stride
                 row = {"heatmap": size, "decoder": decoder, "mode": mode, "batch": a.batch,
@@ -112,9 +87,9 @@ def main(argv: list[str] | None = None) -> dict:
     }
     print(json.dumps({k: v for k, v in report.items() if k != "results"}))
     if a.json:
-        out = Path(a.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2))
+        from acrloss.io import write_json
+
+        write_json(a.json, report)
     return report
 
 

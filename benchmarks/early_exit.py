@@ -30,9 +30,6 @@ import argparse
 import json
 import os
 import time
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
 
 DEFAULT_THRESHOLDS = ("+inf", "0.10", "0.08", "0.07", "0.06", "0.055", "0.05", "0.045", "0.04", "0.035", "-inf")
 
@@ -63,7 +60,7 @@ def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", required=True, help="the 300-W folder")
     p.add_argument("--json", required=True, help="write the results here")
-    p.add_argument("--model", default=str(ROOT / "pre_trained_models" / "musica_acr_300w.h5"), help="a MuSiCa .h5")
+    p.add_argument("--model", default="musica_acr_300w", help="a MuSiCa .h5 (or a shipped model name)")
     p.add_argument("--subset", default="common")
     p.add_argument("--thresholds", default=",".join(DEFAULT_THRESHOLDS),
                    help="comma-separated NME fractions, +inf and -inf (e.g. --thresholds=+inf,0.05,-inf)")
@@ -77,40 +74,29 @@ def main(argv=None) -> dict:
     import keras
     import numpy as np
 
-    from acrloss.config import CropConfig
-    from acrloss.data_prep.crop import denormalize
     from acrloss.data_prep.datasets import available_subsets
-    from acrloss.io import atomic_write_bytes
-    from acrloss.data_prep.pipeline import LandmarkSequence
     from acrloss.early_exit import EarlyExitCascade
+    from acrloss.io import write_json
     from acrloss.metrics import nme as nme_fn, summarize
-    from acrloss.models import load_model
+    from acrloss.predictor import LandmarkPredictor, PredictorOptions
 
-    if not Path(a.model).is_file():
-        raise SystemExit(f"{a.model}: MuSiCa checkpoint not found (train one: train.py --arch musica ...; or pass --model)")
-    model = load_model(a.model)
-    runner = EarlyExitCascade(model)
-    size = runner.input_size
+    try:  # the predictor cuts the crops and maps the points back; the cascade runs stage by stage
+        predictor = LandmarkPredictor(a.model, PredictorOptions(batch_size=64))
+    except FileNotFoundError as exc:
+        raise SystemExit(f"{exc} (train one: train.py --arch musica ...; or pass --model)") from exc
+    runner = EarlyExitCascade(predictor.model)
     found = available_subsets(a.data_dir, (a.subset,))
     samples = found[a.subset]
     if isinstance(samples, str):
         raise SystemExit(f"{a.data_dir}: subset {a.subset!r} unavailable: {samples}")
     if a.max_faces is not None:
         samples = samples[: a.max_faces]
-    crop = CropConfig(size)
-    seq = LandmarkSequence(samples, crop, batch_size=64, return_transforms=True, workers=1)
-    images, transforms = [], []
-    for i in range(len(seq)):
-        x, _, t = seq[i]
-        images.append(x)
-        transforms += t
-    images = np.concatenate(images).astype(np.float32)
+    images, transforms, _ = predictor.crop_samples(samples)
     gt = np.stack([s.points for s in samples])
     m = len(images)
 
     def accuracy(landmarks: np.ndarray) -> dict:
-        pred = np.stack([t.inverse(denormalize(p.reshape(-1, 2), size)) for p, t in zip(landmarks, transforms)])
-        errors = nme_fn(pred, gt)
+        errors = nme_fn(predictor.to_photo(landmarks, transforms), gt)
         return {"errors": errors, **summarize(errors)}
 
     def timed(fn, count: int) -> tuple[float, float]:
@@ -131,7 +117,7 @@ def main(argv=None) -> dict:
     acc = accuracy(full_lm)
     ms, ms_med = timed(runner.full, count)
     result: dict = {
-        "model": a.model,
+        "model": predictor.model_path,
         "subset": a.subset,
         "faces": m,
         "backend": keras.backend.backend(),
@@ -172,8 +158,7 @@ def main(argv=None) -> dict:
         print(json.dumps(row), flush=True)
     result["load_avg_before"] = [round(v, 2) for v in load_before]
     result["load_avg_after"] = [round(v, 2) for v in os.getloadavg()]
-    Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(a.json, json.dumps(result, indent=1).encode())
+    write_json(a.json, result)
     print(json.dumps({k: v for k, v in result.items() if k != "sweep"}, indent=1))
     return result
 

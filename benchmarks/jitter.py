@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> dict:
     from acrloss.data_prep.images import read_image
     from acrloss.demo import find_data_dir
     from acrloss.detectors import DlibHOGDetector
-    from acrloss.video import OneEuroFilter, TrackConfig, compiled_predict
+    from acrloss.video import OneEuroFilter, TrackConfig, video_predictor
 
     t_start = time.time()
     load_before = os.getloadavg()
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> dict:
     sp_path = face_recognition_models.pose_predictor_model_location()
     predictor = dlib.shape_predictor(sp_path)
     # per_frame uses the same compiled model call as track (an eager Keras call costs more than the network)
-    aligner._predict = compiled_predict(aligner)
+    aligner.predictor = video_predictor(aligner)
     aligner.get_landmarks(np.zeros((a.height, a.width, 3), np.uint8), boxes=[[200, 150, 400, 350]])  # warm-up
 
     clips, raw_runs = [], []

@@ -32,10 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from acrloss.tools.timing import block, compiler, pin_threads  # the timing approach of decode_speed.py
 
-from decode_speed import _block, _compiler, _pin_threads  # noqa: E402  (same timing approach)
+ROOT = Path(__file__).resolve().parents[1]
 
 DEFAULT_GLOB = str(ROOT / "pre_trained_models" / "mnv2_heatmap*_300w.h5")
 
@@ -61,46 +60,43 @@ def evaluate_checkpoint(path: Path, samples, decoders: list[str], batch_size: in
     import keras
     from keras import ops
 
-    from acrloss.config import CropConfig, W300_SPEC
-    from acrloss.data_prep.pipeline import LandmarkSequence
+    from acrloss.config import W300_SPEC
     from acrloss.metrics import nme as nme_fn, summarize
-    from acrloss.models import load_model
     from acrloss.models.heatmap import heatmap_codec
+    from acrloss.predictor import LandmarkPredictor, PredictorOptions
 
-    model = load_model(path)
-    codec = heatmap_codec(model)
-    net = keras.Model(model.inputs, model.get_layer("heatmaps").output)  # heatmaps only, no decoding
-    crop = CropConfig(codec.input_size)
-    seq = LandmarkSequence(samples, crop, batch_size=batch_size, return_transforms=True, workers=1)
+    predictor = LandmarkPredictor(path, PredictorOptions(batch_size=batch_size))  # its crops and the way back
+    codec = heatmap_codec(predictor.model)
+    net = keras.Model(predictor.model.inputs, predictor.model.get_layer("heatmaps").output)  # heatmaps only, no decoding
     preds: dict[str, list[np.ndarray]] = {d: [] for d in decoders}
     kept: list[np.ndarray] = []
     t_net = time.perf_counter()
-    for i in range(len(seq)):
-        images, _, transforms = seq[i]
+    for start in range(0, len(samples), batch_size):
+        images, transforms, _ = predictor.crop_samples(samples[start : start + batch_size])
         maps = ops.convert_to_numpy(net(images, training=False)).astype(np.float32)
         if sum(len(k) for k in kept) < time_batch:
             kept.append(maps)
         for d in decoders:
             pts = codec.decode(maps, d)  # (B, N, 2) crop pixels
-            preds[d] += [t.inverse(p) for p, t in zip(pts, transforms)]
+            preds[d].append(predictor.to_photo(np.asarray(pts), transforms, normalized=False))
     t_net = time.perf_counter() - t_net
     gt = np.stack([s.points for s in samples])
 
     timing = np.concatenate(kept)[:time_batch]
-    compile_fn = _compiler(keras.backend.backend())
+    compile_fn = compiler(keras.backend.backend())
     rows = []
     for d in decoders:
-        errors = nme_fn(np.stack(preds[d]), gt, W300_SPEC.norm_points)
+        errors = nme_fn(np.concatenate(preds[d]), gt, W300_SPEC.norm_points)
         def fn(m, _d=d):
             return codec.decode(m, _d)
 
         fn = compile_fn(fn) if compile_fn is not None else fn
         maps_t = ops.convert_to_tensor(timing)
-        _block(fn(maps_t))  # warm-up / tracing
+        block(fn(maps_t))  # warm-up / tracing
         times = []
         for _ in range(repeat):
             t0 = time.perf_counter()
-            _block(fn(maps_t))
+            block(fn(maps_t))
             times.append(time.perf_counter() - t0)
         rows.append({"heatmap": codec.heatmap_size, "decoder": d, **summarize(errors),
                      "ms_decode": 1000.0 * float(np.median(times)) / len(timing),
@@ -124,13 +120,13 @@ def main(argv: list[str] | None = None) -> dict:
     a = p.parse_args(argv)
     if a.data_dir is None:
         raise SystemExit("keyposs.py: give --data-dir (or set ACRLOSS_300W)")
-    _pin_threads(a.threads)
+    pin_threads(a.threads)
 
     import keras
 
     from acrloss.codecs import DECODERS
     from acrloss.data_prep.datasets import w300_subset
-    from acrloss.io import atomic_write_bytes
+    from acrloss.io import write_json
 
     decoders = [d.strip() for d in a.decoders.split(",") if d.strip()]
     bad = [d for d in decoders if d not in DECODERS]
@@ -167,8 +163,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     print(json.dumps({"ratios": ratios}))
     if a.json:
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(a.json, json.dumps(report, indent=2).encode())
+        write_json(a.json, report)
     return report
 
 

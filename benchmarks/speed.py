@@ -91,17 +91,17 @@ def main(argv: list[str] | None = None) -> dict:
     from acrloss.data_prep.crop import CropTransform, denormalize, face_box
     from acrloss.data_prep.datasets import train_val_split, w300_subset
     from acrloss.data_prep.images import read_image
-    from acrloss.demo import find_data_dir
+    from acrloss.presets import find_data_dir
     from acrloss.detectors import BoxCalibration, DlibHOGDetector, best_match
     from acrloss.export import ExportedModel, export_onnx, export_tflite
     from acrloss.metrics import nme
-    from acrloss.models.regressor import landmarks_from_output, load_model
+    from acrloss.predictor import LandmarkPredictor, PredictorOptions
 
     load_before = os.getloadavg()
     t_start = time.time()
     cores = os.cpu_count() or 1
     threads = sorted(set(a.threads or [1, cores]))
-    data_dir, why = find_data_dir(a.data_dir)
+    data_dir, why = find_data_dir("300w", a.data_dir)
     if data_dir is None:
         raise SystemExit(f"speed.py: 300-W data not found ({why}); give --data-dir")
     data_dir = Path(data_dir)
@@ -140,10 +140,10 @@ def main(argv: list[str] | None = None) -> dict:
             nme_cache[size] = (np.stack(crops).astype(np.float32), np.stack(pts))
         return nme_cache[size]
 
-    def common_nme(fn, size: int) -> float:
+    def common_nme(model, size: int) -> float:
         crops, pts = nme_set(size)
-        out = np.concatenate([landmarks_from_output(fn(crops[i:i + 16])) for i in range(0, len(crops), 16)])
-        return float(np.mean(nme(denormalize(out.reshape(len(crops), -1, 2), size), pts, (36, 45))) * 100)
+        out = LandmarkPredictor(model, PredictorOptions(batch_size=16)).predict_crops(crops)
+        return float(np.mean(nme(denormalize(out, size), pts, (36, 45))) * 100)
 
     # ---------------------------------------------------------------- dlib
     sp_path = face_recognition_models.pose_predictor_model_location()
@@ -169,15 +169,16 @@ def main(argv: list[str] | None = None) -> dict:
         crops = np.stack([t.warp(rgb) for t, (rgb, _, _) in zip(transforms, faces)]).astype(np.float32)
         for th in threads:
             model = make(th)
-            for b in a.batches:
+            for b in a.batches:  # the predictor's model stage: one call per batch of b crops
+                fn = LandmarkPredictor(model, PredictorOptions(batch_size=b)).predict_crops
                 calls = [crops[i:i + b] for i in range(0, len(crops) - b + 1, b)] or [crops[:b]]
-                runners.append({"key": (meta["name"], meta["runtime"], th, b), "fn": model, "calls": calls, "per": b,
+                runners.append({"key": (meta["name"], meta["runtime"], th, b), "fn": fn, "calls": calls, "per": b,
                                 "meta": {**meta, "threads": th, "batch": b}})
         e2e_models.append((meta, make))
 
     for name in names:
         path = resolve_model(name)
-        model = load_model(path)
+        model = LandmarkPredictor(path).model
         stem = Path(path).stem
         size = int(model.input_shape[1])
         transforms = [CropTransform.from_box(calibration.apply(box), size, CropConfig.margin) for _, box, _ in faces]

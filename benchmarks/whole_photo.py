@@ -51,14 +51,12 @@ def main(argv: list[str] | None = None) -> dict:
     import numpy as np
 
     from acrloss.align import FaceAligner, available_models
-    from acrloss.config import CropConfig
     from acrloss.data_prep.crop import face_box
     from acrloss.data_prep.datasets import Sample, read_folder
     from acrloss.data_prep.formats import read_pts
     from acrloss.data_prep.images import read_image
     from acrloss.detectors import DlibHOGDetector, box_iou
     from acrloss.metrics import nme
-    from acrloss.test import predict_samples
 
     t_start = time.time()
     data_dir = Path(a.data_dir)
@@ -80,7 +78,7 @@ def main(argv: list[str] | None = None) -> dict:
         aligner = FaceAligner(name, detector=detector)
         default_refine, default_tta = aligner.refine, aligner.tta
         timings: dict[str, list[float]] = {key_of(r, t): [] for r, t in variants}
-        crop_cfg = CropConfig(aligner.input_size, aligner.margin)
+        plain = aligner.predictor.with_options(refine=0, tta=False)  # test.py's one pass on the 300-W crops
         rows = []
         for s in photos:
             rel = Path(s.image_path).relative_to(data_dir / "full")
@@ -114,7 +112,7 @@ def main(argv: list[str] | None = None) -> dict:
             cropped = data_dir / rel
             if cropped.is_file() and cropped.with_suffix(".pts").is_file():
                 sample = Sample(str(cropped), read_pts(cropped.with_suffix(".pts")))
-                pred = predict_samples(aligner.model, [sample], crop_cfg)
+                pred = plain.predict_samples([sample])
                 row["nme_crop_300w"] = round(float(nme(pred, sample.points[None])[0] * 100), 3)
             rows.append(row)
             print(f"{name} {row}", file=sys.stderr)

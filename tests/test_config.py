@@ -10,7 +10,8 @@ from dataset_fixtures import sample_faces
 
 from acrloss.config import (AFLW_SPEC, COFW68_SPEC, COFW_SPEC, DATASET_SPECS, W300_SPEC, WFLW_SPEC, DatasetName, DatasetSpec,
                             check_mirror, dataset_spec, user_spec)
-from acrloss.data_prep.augment import flip_points
+from acrloss.data_prep.augment import flip_matrix
+from acrloss.data_prep.crop import apply_affine
 
 SPECS = {"300w": W300_SPEC, "wflw": WFLW_SPEC, "cofw": COFW_SPEC, "aflw": AFLW_SPEC}
 
@@ -61,7 +62,8 @@ def test_mirror_map_pairs_real_points_at_the_same_height(dataset):
     for face in sample_faces(dataset):
         pts = face["points"]
         assert pair_height_gap(pts, spec.mirror, spec.eye_corners) < 0.25, (dataset, face["id"])
-        flipped = flip_points(pts, 2 * int(pts[:, 0].max()) + 10, spec.mirror)
+        # the pipeline's flip: the crop-space mirror matrix, then the labels through the mirror map
+        flipped = apply_affine(flip_matrix(2 * int(pts[:, 0].max()) + 10), pts)[np.asarray(spec.mirror)]
         assert np.sign(flipped[right, 0] - flipped[left, 0]) == np.sign(pts[right, 0] - pts[left, 0])  # left stays left
         paired = [i for i in range(spec.num_points) if spec.mirror[i] != i and i not in (left, right)]
         far = paired[int(np.argmax(np.abs(pts[paired, 1] - pts[left, 1])))]

@@ -96,9 +96,9 @@ def test_flip_disagreement_ranks_validation_faces(w300_dir):
     aligner = FaceAligner(MODEL, tta=True)
     items = [(read_image(s.image_path), face_box(s.points)[None]) for s in val]
     # all faces in batched model calls (align_faces does the same one image at a time)
-    points, quality = aligner._align_with_quality(items, calibrate=False)
-    pred = np.stack([p[0] for p in points])
-    q = np.array([qq[0] for qq in quality])
+    preds = aligner.predictor.predict_batch(items)  # landmark boxes: no calibration
+    pred = np.stack([p.points[0] for p in preds])
+    q = np.array([p.flip_disagreement[0] for p in preds])
     errors = nme(pred, np.stack([s.points for s in val]))
     rho = spearman(q, errors)
     assert len(val) == 201 and np.all(q > 0)

@@ -2,7 +2,6 @@
 image is warped once and the points follow exactly); photometric ones act on pixels."""
 from __future__ import annotations
 
-from typing import Sequence
 
 import cv2
 import numpy as np
@@ -13,13 +12,6 @@ from acrloss.config import AugmentConfig
 def flip_matrix(size: int) -> np.ndarray:
     """Horizontal mirror of a crop: x -> (size - 1) - x (0-based pixel centres)."""
     return np.array([[-1.0, 0.0, size - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
-
-
-def flip_points(points: np.ndarray, size: int, mirror: Sequence[int]) -> np.ndarray:
-    """Mirror ``(N, 2)`` crop points and swap left/right labels with the ``mirror`` map."""
-    pts = np.asarray(points, dtype=np.float64).copy()
-    pts[:, 0] = (size - 1.0) - pts[:, 0]
-    return pts[np.asarray(mirror)]
 
 
 def box_jitter_matrix(shift: tuple[float, float], log_scale: float, size: int, margin: float) -> np.ndarray:

@@ -39,11 +39,9 @@ def test_roles_and_settings(gen, tmp_path):
 
 @pytest.mark.slow
 def test_small_run_matches_test_py(gen, w300_dir, tmp_path):
-    from acrloss.config import CropConfig
     from acrloss.data_prep.datasets import read_folder
     from acrloss.metrics import nme
-    from acrloss.models import load_model
-    from acrloss.test import predict_samples
+    from acrloss.predictor import LandmarkPredictor
 
     model = REPO / "pre_trained_models" / "mnv2_acr_300w.h5"
     if not model.is_file():
@@ -59,7 +57,7 @@ def test_small_run_matches_test_py(gen, w300_dir, tmp_path):
     # landmark boxes: the numbers test.py gets on the same five faces
     samples = read_folder(w300_dir / "lfpw/testset", 68, recursive=False)
     samples = [samples[i] for i in np.linspace(0, len(samples) - 1, 5).round().astype(int)]
-    pred = predict_samples(load_model(model), samples, CropConfig(160))
+    pred = LandmarkPredictor(model).predict_samples(samples)
     expected = 100 * nme(pred, np.stack([s.points for s in samples])).mean()
     assert rows["lfpw/testset"]["landmark_boxes"]["nme"] == pytest.approx(expected, abs=1e-3)
     for name in ("lfpw/testset", "helen/testset"):

@@ -9,13 +9,19 @@ import pytest
 from blob_images import draw_blob_faces  # tests/data_prep/blob_images.py
 
 from acrloss.config import W300_SPEC, AugmentConfig, CropConfig
-from acrloss.data_prep.augment import flip_matrix, flip_points, photometric, random_geometry
-from acrloss.data_prep.crop import CropTransform, denormalize
+from acrloss.data_prep.augment import flip_matrix, photometric, random_geometry
+from acrloss.data_prep.crop import CropTransform, apply_affine, denormalize
 from acrloss.data_prep.images import read_image
 from acrloss.data_prep.pipeline import LandmarkSequence, normalized_labels
 
 MIRROR = np.array(W300_SPEC.mirror)
 GEOMETRY_ONLY = dataclasses.replace(AugmentConfig.none(), rotation_deg=20.0, scale_range=(0.9, 1.1), shift_frac=0.05)
+
+
+def flip_points(points: np.ndarray, size: int, mirror) -> np.ndarray:
+    """The pipeline's flip of crop points (``LandmarkSequence.load``): the crop-space
+    :func:`flip_matrix`, then the left/right labels swapped through the mirror map."""
+    return apply_affine(flip_matrix(size), points)[np.asarray(mirror)]
 
 
 # ----------------------------------------------------------------- mirror map and flips
