@@ -98,3 +98,32 @@ def test_non_cascade_model_is_a_clear_error(tmp_path):
     (tmp_path / "bad.tflite").write_bytes(b"not a flatbuffer")
     with pytest.raises(ValueError, match="bad.tflite"):
         ExportedCascade(tmp_path / "bad.tflite")
+
+
+def _ops_per_signature(path) -> dict[str, list[str]]:
+    """Operator names of every subgraph of a ``.tflite`` file, by subgraph name."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.Model.GetRootAsModel(Path(path).read_bytes(), 0)
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    codes = [max(model.OperatorCodes(i).BuiltinCode(), model.OperatorCodes(i).DeprecatedBuiltinCode())
+             for i in range(model.OperatorCodesLength())]
+    out = {}
+    for g in range(model.SubgraphsLength()):
+        sub = model.Subgraphs(g)
+        out[(sub.Name() or b"").decode()] = [names[codes[sub.Operators(j).OpcodeIndex()]]
+                                              for j in range(sub.OperatorsLength())]
+    return out
+
+
+def test_exported_stages_sample_patches_by_row_copies(exported):
+    """The export traces the row-copy sampler (``bilinear_patches_rows``): gathers of whole
+    rows, no dense ``(K*P, H) x (H, W)`` interpolation products (``BATCH_MATMUL``), which
+    cost ~2x the time per face in LiteRT."""
+    per_sub = _ops_per_signature(exported[0])
+    assert len(per_sub) == 5, sorted(per_sub)  # start + four stages
+    stages = [ops for ops in per_sub.values() if "CONV_2D" in ops]
+    assert len(stages) == 4, {k: len(v) for k, v in per_sub.items()}
+    for ops in stages:
+        assert ops.count("GATHER") >= 4  # two column and two row gathers
+        assert "BATCH_MATMUL" not in ops, sorted(set(ops))
