@@ -127,3 +127,30 @@ def test_exported_stages_sample_patches_by_row_copies(exported):
     for ops in stages:
         assert ops.count("GATHER") >= 4  # two column and two row gathers
         assert "BATCH_MATMUL" not in ops, sorted(set(ops))
+
+
+def test_one_face_fast_path_matches_the_batch_path(exported, crops):
+    """``run`` on one face (its own lean loop) gives what the compacting batch path gives
+    that face, runs exactly its stages, and returns fresh arrays (no runtime buffer reused
+    across calls)."""
+    runner = ExportedCascade(exported[0], num_threads=1)
+    full = runner.run(crops, float("-inf"))
+    th = float(np.quantile(np.concatenate(full.stage_errors[:3]), 0.4))
+    batch = runner.run(crops, th)
+    assert len(np.unique(batch.stopped_at)) > 1  # a mix of exits, or the test is trivial
+    outs = []
+    for i in range(len(crops)):
+        runner.reset_counters()
+        one = runner.run(crops[i : i + 1], th)
+        assert one.stopped_at.tolist() == [batch.stopped_at[i]]
+        expected = (np.arange(runner.num_stages) <= batch.stopped_at[i]).astype(int)
+        assert runner.rows_run.tolist() == expected.tolist() == one.faces_per_stage.tolist()
+        assert len(one.stage_errors) == runner.num_stages
+        np.testing.assert_allclose(one.landmarks, batch.landmarks[i : i + 1], atol=1e-5)
+        np.testing.assert_allclose(one.errors, batch.errors[i : i + 1], atol=1e-5)
+        assert one.flagged.tolist() == [bool(batch.flagged[i])]
+        outs.append(one)
+    # earlier results are untouched by later calls (different faces give different points)
+    for i, one in enumerate(outs):
+        np.testing.assert_allclose(one.landmarks, batch.landmarks[i : i + 1], atol=1e-5)
+    assert not np.shares_memory(outs[0].landmarks, outs[1].landmarks)
