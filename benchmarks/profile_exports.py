@@ -20,8 +20,11 @@ against the first file (the same model in one graph): each signature's ``invoke`
 SignatureRunner call, the 5 calls chained, and :meth:`ExportedCascade.run` at
 ``threshold=-inf`` (every stage) on one random face.
 
-``--onnx``: ONNX Runtime's own profiler (``enable_profiling``, 1 thread, 60 calls): the
-median kernel time per node, summed per operator type, as shares of the total.
+``--onnx``: ``run_ms``, a plain ONNX Runtime session's ``run`` (1 thread, no spinning),
+timed interleaved with the rest; then ONNX Runtime's own profiler (``enable_profiling``, 60
+calls): the median kernel time per node, summed per operator type, as shares of the total
+(profiled nodes carry the profiler's own overhead: compare ``run_ms``, not ``kernel_ms``,
+between files).
 """
 from __future__ import annotations
 
@@ -72,19 +75,24 @@ def _plain(path: str, Interpreter, OpResolverType):  # noqa: N803
     return ops, {"invoke_ms": it.invoke, "call_ms": call, "no_xnnpack_ms": made["ref"][0].invoke}
 
 
-def _onnx(path: str) -> dict:
+def _onnx_session(path: str, profile: bool = False):
     import onnxruntime as ort  # noqa: PLC0415
 
     o = ort.SessionOptions()
-    o.intra_op_num_threads, o.inter_op_num_threads, o.enable_profiling = 1, 1, True
+    o.intra_op_num_threads, o.inter_op_num_threads, o.enable_profiling = 1, 1, profile
     o.add_session_config_entry("session.intra_op.allow_spinning", "0")
     o.log_severity_level = 3
     s = ort.InferenceSession(path, o, providers=["CPUExecutionProvider"])
     inp = s.get_inputs()[0]
     x = (np.random.default_rng(0).random([1, *inp.shape[1:]]) * 255).astype(np.float32)
+    return s, {inp.name: x}
+
+
+def _onnx(path: str) -> dict:
+    s, feed = _onnx_session(path, profile=True)
     calls = 60
     for _ in range(calls):
-        s.run(None, {inp.name: x})
+        s.run(None, feed)
     prof = s.end_profiling()
     events = json.loads(Path(prof).read_text())
     os.remove(prof)
@@ -121,6 +129,9 @@ def main(argv: list[str] | None = None) -> dict:
         ops, timed = _plain(f, Interpreter, OpResolverType)
         result["files"][f] = {"ops": dict(ops), "num_ops": sum(ops.values())}
         fns.update({(f, k): v for k, v in timed.items()})
+    for f in a.onnx:
+        session, feed = _onnx_session(f)
+        fns[("onnx", f)] = lambda s=session, feed=feed: s.run(None, feed)
     if a.cascade:
         from acrloss.export_cascade import ExportedCascade  # noqa: PLC0415
 
@@ -146,9 +157,9 @@ def main(argv: list[str] | None = None) -> dict:
     timed = _interleaved(fns, a.rounds)
     if a.cascade:
         result["cascade"] = {"file": a.cascade}
+    result["onnx"] = {f: {"run_ms": timed.pop(("onnx", f)), **_onnx(f)} for f in a.onnx}
     for (f, k), v in timed.items():
         (result["cascade"] if f == "cascade" else result["files"][f])[k] = v
-    result["onnx"] = {f: _onnx(f) for f in a.onnx}
     result["load_after"] = list(os.getloadavg())
     result["command"] = "python benchmarks/profile_exports.py " + " ".join(argv or [])
     Path(a.json).parent.mkdir(parents=True, exist_ok=True)
