@@ -98,3 +98,59 @@ def test_non_cascade_model_is_a_clear_error(tmp_path):
     (tmp_path / "bad.tflite").write_bytes(b"not a flatbuffer")
     with pytest.raises(ValueError, match="bad.tflite"):
         ExportedCascade(tmp_path / "bad.tflite")
+
+
+def _ops_per_signature(path) -> dict[str, list[str]]:
+    """Operator names of every subgraph of a ``.tflite`` file, by subgraph name."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.Model.GetRootAsModel(Path(path).read_bytes(), 0)
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    codes = [max(model.OperatorCodes(i).BuiltinCode(), model.OperatorCodes(i).DeprecatedBuiltinCode())
+             for i in range(model.OperatorCodesLength())]
+    out = {}
+    for g in range(model.SubgraphsLength()):
+        sub = model.Subgraphs(g)
+        out[(sub.Name() or b"").decode()] = [names[codes[sub.Operators(j).OpcodeIndex()]]
+                                              for j in range(sub.OperatorsLength())]
+    return out
+
+
+def test_exported_stages_sample_patches_by_row_copies(exported):
+    """The export traces the row-copy sampler (``bilinear_patches_rows``): gathers of whole
+    rows, no dense ``(K*P, H) x (H, W)`` interpolation products (``BATCH_MATMUL``), which
+    cost ~2x the time per face in LiteRT."""
+    per_sub = _ops_per_signature(exported[0])
+    assert len(per_sub) == 5, sorted(per_sub)  # start + four stages
+    stages = [ops for ops in per_sub.values() if "CONV_2D" in ops]
+    assert len(stages) == 4, {k: len(v) for k, v in per_sub.items()}
+    for ops in stages:
+        assert ops.count("GATHER") >= 4  # two column and two row gathers
+        assert "BATCH_MATMUL" not in ops, sorted(set(ops))
+
+
+def test_one_face_fast_path_matches_the_batch_path(exported, crops):
+    """``run`` on one face (its own lean loop) gives what the compacting batch path gives
+    that face, runs exactly its stages, and returns fresh arrays (no runtime buffer reused
+    across calls)."""
+    runner = ExportedCascade(exported[0], num_threads=1)
+    full = runner.run(crops, float("-inf"))
+    th = float(np.quantile(np.concatenate(full.stage_errors[:3]), 0.4))
+    batch = runner.run(crops, th)
+    assert len(np.unique(batch.stopped_at)) > 1  # a mix of exits, or the test is trivial
+    outs = []
+    for i in range(len(crops)):
+        runner.reset_counters()
+        one = runner.run(crops[i : i + 1], th)
+        assert one.stopped_at.tolist() == [batch.stopped_at[i]]
+        expected = (np.arange(runner.num_stages) <= batch.stopped_at[i]).astype(int)
+        assert runner.rows_run.tolist() == expected.tolist() == one.faces_per_stage.tolist()
+        assert len(one.stage_errors) == runner.num_stages
+        np.testing.assert_allclose(one.landmarks, batch.landmarks[i : i + 1], atol=1e-5)
+        np.testing.assert_allclose(one.errors, batch.errors[i : i + 1], atol=1e-5)
+        assert one.flagged.tolist() == [bool(batch.flagged[i])]
+        outs.append(one)
+    # earlier results are untouched by later calls (different faces give different points)
+    for i, one in enumerate(outs):
+        np.testing.assert_allclose(one.landmarks, batch.landmarks[i : i + 1], atol=1e-5)
+    assert not np.shares_memory(outs[0].landmarks, outs[1].landmarks)

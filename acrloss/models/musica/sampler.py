@@ -9,6 +9,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from acrloss.models.musica import layers as _layers
+
 
 #: an 18-point outline of the 68-point iBUG scheme (jaw, brows, nose, eye and mouth corners)
 COARSE_68 = (0, 4, 8, 12, 16, 19, 24, 27, 30, 33, 36, 39, 42, 45, 48, 51, 54, 57)
@@ -76,6 +78,8 @@ def bilinear_patches(image: Any, centres: Any, patch_size: int) -> Any:
     cx = ops.cast(centres[..., 0], dtype)
     cy = ops.cast(centres[..., 1], dtype)
     k = int(centres.shape[1])
+    if _layers._EXPORT_KERNELS and c == 1:  # exported runtimes: row copies instead of dense products
+        return bilinear_patches_rows(image, centres, p)
     wy = interpolation_matrix(cy[:, :, None] + offs, h)  # (B, K, P, H)
     wxt = ops.transpose(interpolation_matrix(cx[:, :, None] + offs, w), (0, 1, 3, 2))  # (B, K, W, P)
     if c == 1:
@@ -86,6 +90,43 @@ def bilinear_patches(image: Any, centres: Any, patch_size: int) -> Any:
     rows = ops.matmul(ops.reshape(wy, (-1, 1, k * p, h)), planes)  # (B, C, K*P, W)
     out = ops.matmul(ops.reshape(rows, (-1, c, k, p, w)), ops.expand_dims(wxt, 1))  # (B, C, K, P, P)
     return ops.transpose(out, (0, 2, 3, 4, 1))
+
+
+def _lerp_indices(positions: Any, size: int) -> tuple[Any, Any, Any]:
+    """``(i0, i1, f)`` of 1-D sample ``positions`` clamped to ``[0, size - 1]``: the value at a
+    position is ``v[i0] + (v[i1] - v[i0]) * f`` (the two non-zero weights of
+    :func:`interpolation_matrix`)."""
+    pos = ops.clip(positions, 0.0, float(size - 1))
+    low = ops.floor(pos)
+    i0 = ops.cast(low, "int32")
+    return i0, ops.minimum(i0 + 1, size - 1), pos - low
+
+
+def bilinear_patches_rows(image: Any, centres: Any, patch_size: int) -> Any:
+    """:func:`bilinear_patches` of a one-channel ``image`` ``(B, H, W, 1)`` by copying whole
+    rows: the ``2 K P`` image columns the patches need are taken as rows of the transposed
+    image (contiguous copies) and blended, then the ``2 K P`` rows of those per patch, and
+    blended again: ``O(K P (H + P))`` work instead of the dense products' ``O(K P H W)``.
+    Same values up to float rounding. Used inside
+    :func:`acrloss.models.musica.layers.export_kernels` (TFLite and ONNX Runtime copy rows
+    with ``memcpy``; the dense form is XLA's fast path in training)."""
+    p = int(patch_size)
+    h, w = int(image.shape[1]), int(image.shape[2])
+    k = int(centres.shape[1])
+    dtype = image.dtype
+    offs = ops.convert_to_tensor(np.arange(p, dtype=np.float32) - (p - 1) / 2.0, dtype=dtype)
+    x0, x1, fx = _lerp_indices(ops.cast(centres[..., 0], dtype)[:, :, None] + offs, w)  # (B, K, P)
+    y0, y1, fy = _lerp_indices(ops.cast(centres[..., 1], dtype)[:, :, None] + offs, h)
+    columns = ops.reshape(ops.transpose(ops.reshape(image, (-1, h, w)), (0, 2, 1)), (-1, h))  # (B*W, H)
+    base = ops.reshape(ops.arange(ops.shape(image)[0], dtype="int32"), (-1, 1, 1))
+    c0 = ops.take(columns, base * w + x0, axis=0)  # (B, K, P, H): column x0 of each patch column
+    c1 = ops.take(columns, base * w + x1, axis=0)
+    cols = c0 + (c1 - c0) * fx[..., None]
+    rows = ops.reshape(ops.transpose(cols, (0, 1, 3, 2)), (-1, p))  # (B*K*H, P)
+    patch = ops.reshape(base * k + ops.arange(k, dtype="int32")[None, :, None], (-1, k, 1)) * h
+    r0 = ops.take(rows, patch + y0, axis=0)  # (B, K, P, P)
+    r1 = ops.take(rows, patch + y1, axis=0)
+    return ops.expand_dims(r0 + (r1 - r0) * fy[..., None], -1)
 
 
 def bilinear_patches_gather(image: Any, centres: Any, patch_size: int) -> Any:
