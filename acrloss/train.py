@@ -84,6 +84,7 @@ class Train:
                 raise TypeError(f"Train: unknown setting {key!r}")
             else:
                 setattr(cfg, key, value)
+        cfg.__post_init__()  # the overrides are validated (and parsed: devices="2" -> 2) as the constructor's
         self.config = cfg
         self.save_path = Path(save_path)
         self.data_dir = data_dir or (os.environ.get("ACRLOSS_300W") if cfg.dataset == DatasetName.w300.value else None)
