@@ -57,6 +57,9 @@ def scaled_learning_rate(base_lr: float, base_batch: int, global_batch: int) -> 
     return float(base_lr) * global_batch / base_batch
 
 
+_TF_STRATEGIES: dict[tuple, Any] = {}
+
+
 class DataParallel:
     """Replicates the model over ``devices`` (``"auto"``: all of :func:`available_devices`;
     N: the first N) and splits each global batch over them.
@@ -92,11 +95,13 @@ class DataParallel:
     def _build_engine(self) -> Any:
         if self.backend == "jax":
             return keras.distribution.DataParallel(devices=self.devices)
-        import tensorflow as tf
+        key = ("multi-worker",) if "TF_CONFIG" in os.environ else tuple(self.devices)
+        if key not in _TF_STRATEGIES:  # one strategy per device set and process: a second one's collective
+            import tensorflow as tf    # keys would collide with the first's (synchronized batch norm fails)
 
-        if "TF_CONFIG" in os.environ:  # several machines (docs/distributed.md)
-            return tf.distribute.MultiWorkerMirroredStrategy()
-        return tf.distribute.MirroredStrategy(devices=self.devices)
+            _TF_STRATEGIES[key] = (tf.distribute.MultiWorkerMirroredStrategy() if key == ("multi-worker",)  # several machines
+                                   else tf.distribute.MirroredStrategy(devices=list(self.devices)))
+        return _TF_STRATEGIES[key]
 
     @property
     def engine(self) -> Any:
@@ -126,6 +131,13 @@ class DataParallel:
                 if isinstance(layer, keras.layers.BatchNormalization):
                     layer.synchronized = True
         return model
+
+    def compile_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """``model.compile`` keywords for these devices: TensorFlow replicas run without XLA
+        (``jit_compile=False``): XLA cannot reach a mirrored variable of another replica."""
+        if self.backend == "tensorflow" and self.num_replicas > 1 and options.get("jit_compile"):
+            return {**options, "jit_compile": False}
+        return options
 
     def describe(self) -> dict[str, Any]:
         """For logs: backend, replicas, engine and devices."""

@@ -244,7 +244,7 @@ class Train:
             nme_name = "nme"
         model.compile(
             optimizer=recipe.build_optimizer(cfg),  # AdamW + clipping / EMA (acrloss.recipe)
-            **objective,
+            **self.distribution.compile_options(objective),
         )
         self.model = model
         initial_epoch = state.epoch if state is not None else 0
