@@ -8,8 +8,8 @@ and TensorFlow ship (no home-made distribution layer).
 * TensorFlow backend: :class:`tf.distribute.MirroredStrategy` over the GPUs (else the
   logical CPU devices); batch normalization is switched to synchronized statistics, so a
   replica normalizes with the global batch's mean and variance, as on one device.
-  Multi-worker: ``tf.distribute.MultiWorkerMirroredStrategy`` from ``TF_CONFIG`` (see
-  ``docs/distributed.md``).
+* Several machines: JAX only (:func:`initialize_multi_host`, ``docs/distributed.md``); each
+  process feeds its block of every global batch.
 
 Batch and learning-rate rule: ``batch_size`` is the *global* batch, split evenly over the
 devices (it must be a multiple of their number); ``learning_rate`` is the rate for that
@@ -33,7 +33,7 @@ from acrloss.config import AUTO_DEVICES as AUTO
 from acrloss.config import PRECISIONS, parse_devices, parse_precision
 
 __all__ = ["AUTO", "PRECISIONS", "DataParallel", "available_devices", "parse_devices", "parse_precision",
-           "precision_policy", "scaled_learning_rate"]
+           "precision_policy", "scaled_learning_rate", "initialize_multi_host"]
 
 def available_devices(backend: str | None = None) -> list[Any]:
     """The devices data parallelism may use: JAX's default-platform devices; TensorFlow's
@@ -48,6 +48,32 @@ def available_devices(backend: str | None = None) -> list[Any]:
 
         return [d.name for d in tf.config.list_logical_devices("GPU")] or [d.name for d in tf.config.list_logical_devices("CPU")]
     return ["cpu"]
+
+
+def initialize_multi_host(backend: str | None = None) -> int:
+    """Joins a multi-host job, before any device is used; returns the number of processes.
+
+    JAX: when ``KERAS_DISTRIBUTION_NUM_PROCESSES`` > 1, ``keras.distribution.initialize()``
+    (``jax.distributed.initialize``) with ``KERAS_DISTRIBUTION_JOB_ADDRESSES`` (the coordinator
+    first) and ``KERAS_DISTRIBUTION_PROCESS_ID``. TensorFlow: a ``TF_CONFIG`` naming more than
+    one worker is refused (``ValueError``): multi-worker TensorFlow training is not supported.
+    """
+    backend = backend or keras.backend.backend()
+    if backend == "tensorflow" and "TF_CONFIG" in os.environ:
+        import json
+
+        workers = json.loads(os.environ["TF_CONFIG"]).get("cluster", {}).get("worker", [])
+        if len(workers) > 1:
+            raise ValueError("TF_CONFIG names several workers: multi-worker TensorFlow training is not supported; "
+                             "train multi-host with KERAS_BACKEND=jax (docs/distributed.md)")
+    processes = int(os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES", "1"))
+    if backend == "jax" and processes > 1:
+        import jax
+
+        if not jax.distributed.is_initialized():  # (asking jax.process_count() first would start the backend)
+            keras.distribution.initialize()
+        return jax.process_count()
+    return 1
 
 
 def scaled_learning_rate(base_lr: float, base_batch: int, global_batch: int) -> float:
@@ -77,6 +103,7 @@ class DataParallel:
 
     def __init__(self, devices: "str | int" = AUTO, backend: str | None = None) -> None:
         self.backend = backend or keras.backend.backend()
+        self.processes = initialize_multi_host(self.backend)
         asked = parse_devices(devices)
         avail = available_devices(self.backend)
         if asked != AUTO and asked > len(avail):
@@ -93,15 +120,23 @@ class DataParallel:
             self._engine = self._build_engine()
 
     def _build_engine(self) -> Any:
-        if self.backend == "jax":
-            return keras.distribution.DataParallel(devices=self.devices)
-        key = ("multi-worker",) if "TF_CONFIG" in os.environ else tuple(self.devices)
+        if self.backend == "jax":  # several processes: each feeds its block of the batch (process_shard)
+            return keras.distribution.DataParallel(devices=self.devices, auto_shard_dataset=False)
+        key = tuple(self.devices)
         if key not in _TF_STRATEGIES:  # one strategy per device set and process: a second one's collective
             import tensorflow as tf    # keys would collide with the first's (synchronized batch norm fails)
 
-            _TF_STRATEGIES[key] = (tf.distribute.MultiWorkerMirroredStrategy() if key == ("multi-worker",)  # several machines
-                                   else tf.distribute.MirroredStrategy(devices=list(self.devices)))
+            _TF_STRATEGIES[key] = tf.distribute.MirroredStrategy(devices=list(self.devices))
         return _TF_STRATEGIES[key]
+
+    @property
+    def process_shard(self) -> tuple[int, int]:
+        """(this process, processes): which block of each global batch this process feeds."""
+        if self.backend == "jax" and self.processes > 1:
+            import jax
+
+            return jax.process_index(), jax.process_count()
+        return 0, 1
 
     @property
     def engine(self) -> Any:

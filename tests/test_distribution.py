@@ -164,3 +164,28 @@ def test_mixed_precision_on_two_devices_trains(faces, tmp_path):
     assert summary["distribution"]["replicas"] == 2
     assert all(np.isfinite(summary["history"]["loss"])) and all(np.isfinite(summary["history"]["val_nme"]))
     assert json.loads((tmp_path / "run" / "config.json").read_text())["precision"] == "mixed_bfloat16"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_JAX, reason="jax is not installed")
+def test_two_jax_processes_on_one_machine_match_one_device(faces, tmp_path):
+    """Multi-host as documented (docs/distributed.md): two processes of one CPU device each
+    join through ``KERAS_DISTRIBUTION_*`` (jax.distributed.initialize) and each feeds its half
+    of every global batch; the run is the 1-device run."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        port = sock.getsockname()[1]
+    procs = [subprocess.Popen([sys.executable, str(HERE / "distributed_run.py"), str(faces), str(tmp_path / f"host{i}"),
+                               str(EPOCHS), "auto"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=child_env("jax", XLA_FLAGS="--xla_force_host_platform_device_count=1",
+                                            KERAS_DISTRIBUTION_NUM_PROCESSES="2", KERAS_DISTRIBUTION_PROCESS_ID=str(i),
+                                            KERAS_DISTRIBUTION_JOB_ADDRESSES=f"localhost:{port},localhost:{port + 1}"))
+             for i in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    one = summary_of(run("jax", faces, tmp_path / "one", 1))
+    for proc, (out, err) in zip(procs, outs):
+        summary = summary_of(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+        assert summary["distribution"]["replicas"] == 2
+        np.testing.assert_allclose(summary["history"]["loss"], one["history"]["loss"], rtol=1e-3)

@@ -61,7 +61,9 @@ class LandmarkSequence(keras.utils.PyDataset):
 
     ``workers``: threads per batch (1: everything in the calling thread, no prefetch);
     ``prefetch``: batches of the epoch prepared ahead; ``cache_bytes``: memory for decoded
-    images (0: none). None of them changes a batch's content.
+    images (0: none). None of them changes a batch's content. ``shard=(p, P)``: this process
+    (of P, multi-host training) gets the p-th contiguous block of every global batch, with
+    the same augmentation as in the whole batch.
     """
 
     def __init__(
@@ -79,6 +81,7 @@ class LandmarkSequence(keras.utils.PyDataset):
         codec: "HeatmapCodec | None" = None,
         prefetch: int = 2,
         cache_bytes: int = 0,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         super().__init__(workers=1, use_multiprocessing=False)  # our own threads (module docstring)
         if int(workers) < 1 or int(prefetch) < 0 or int(cache_bytes) < 0:
@@ -105,6 +108,9 @@ class LandmarkSequence(keras.utils.PyDataset):
         self.phi_table = phi_table
         self.phi_level = 0
         self.return_transforms = return_transforms
+        if not 0 <= int(shard[0]) < int(shard[1]):
+            raise ValueError(f"LandmarkSequence: shard must be (index, count) with 0 <= index < count, got {shard}")
+        self.shard = (int(shard[0]), int(shard[1]))
         self.epoch = 0
         self.threads = int(workers)
         self.prefetch = int(prefetch) if self.threads > 1 else 0
@@ -178,7 +184,14 @@ class LandmarkSequence(keras.utils.PyDataset):
         return crop, points, transform, flipped
 
     def _state(self, idx: int) -> tuple:
-        return (idx, self.epoch, self.phi_level, tuple(self._order[idx * self.batch_size : (idx + 1) * self.batch_size]))
+        ids = self._order[idx * self.batch_size : (idx + 1) * self.batch_size]
+        index, count = self.shard
+        if count > 1:  # this process's block of the global batch; rows keep their global number (seeds)
+            if len(ids) % count:
+                raise ValueError(f"LandmarkSequence: batch {idx} has {len(ids)} faces, not a multiple of the {count} processes")
+            block = len(ids) // count
+            return (idx, self.epoch, self.phi_level, tuple(ids[index * block : (index + 1) * block]), index * block)
+        return (idx, self.epoch, self.phi_level, tuple(ids), 0)
 
     def __getitem__(self, idx: int):
         if idx < 0 or idx >= len(self):
@@ -197,8 +210,9 @@ class LandmarkSequence(keras.utils.PyDataset):
                 self._ahead[state] = self._pool.submit(self._batch, *state)
         return future.result() if future is not None else self._batch(*key)
 
-    def _batch(self, idx: int, epoch: int, phi_level: int, ids: tuple):
-        """The batch ``idx`` of ``epoch`` at ``phi_level`` (faces ``ids``): a pure function of them."""
+    def _batch(self, idx: int, epoch: int, phi_level: int, ids: tuple, first_row: int = 0):
+        """The batch ``idx`` of ``epoch`` at ``phi_level`` (faces ``ids``, the first one at row
+        ``first_row`` of the global batch): a pure function of them."""
         augment = self.augment is not None
         size = self.crop.input_size
         images = np.empty((len(ids), size, size, 3), np.float32)
@@ -209,7 +223,7 @@ class LandmarkSequence(keras.utils.PyDataset):
 
         def one(row: int) -> None:
             i = int(ids[row])
-            rng = np.random.default_rng((self.seed, epoch, idx, row)) if augment else None
+            rng = np.random.default_rng((self.seed, epoch, idx, first_row + row)) if augment else None
             crop, points, transform, flipped = self.load(i, rng)
             images[row] = crop
             coords[row] = normalize(points, size).reshape(-1)
