@@ -378,7 +378,7 @@ class TrainConfig:
     acr_lambda: float = 1.0
     acr_scale: float = 1.0  # ACR error scale s: the loss sees s·(target - prediction), see ACRLoss
     workers: int = 2  # threads decoding, cropping and augmenting (acrloss.data_prep.pipeline)
-    image_cache_mb: int = 2048  # memory for decoded training/validation images (0: none)
+    image_cache_mb: int = 1024  # memory for decoded images, per sequence (training, validation; 0: none)
     max_train_faces: int | None = None
     # arch mnv2_heatmap only (loss: heatmap MSE; `loss` and the ACR curriculum do not apply)
     heatmap_size: int | None = None  # side of the heatmaps, ceil(input/32) times a power of two; None: input/4
