@@ -223,7 +223,8 @@ class Train:
         use_phi = cfg.loss == "acr"
         train_phi, val_phi = self._phi_tables(train_samples, val_samples) if use_phi else (None, None)
         common = dict(crop=cfg.crop, batch_size=cfg.batch_size, mirror=self.spec.mirror, workers=cfg.workers,
-                      cache_bytes=cfg.image_cache_mb << 20, shard=self.distribution.process_shard)
+                      cache_bytes=cfg.image_cache_mb << 20, shard=self.distribution.process_shard,
+                      multiple_of=self.distribution.num_replicas)
         if self.codec is not None:
             common["codec"] = self.codec  # targets {"heatmaps", "landmarks"}
         train_seq = LandmarkSequence(train_samples, augment=cfg.augment, shuffle=True, seed=cfg.seed, phi_table=train_phi, **common)

@@ -63,7 +63,8 @@ class LandmarkSequence(keras.utils.PyDataset):
     ``prefetch``: batches of the epoch prepared ahead; ``cache_bytes``: memory for decoded
     images (0: none). None of them changes a batch's content. ``shard=(p, P)``: this process
     (of P, multi-host training) gets the p-th contiguous block of every global batch, with
-    the same augmentation as in the whole batch.
+    the same augmentation as in the whole batch. ``multiple_of=N`` (N devices): the last,
+    partial batch is cut to a multiple of N faces (up to N - 1 faces left out of that batch).
     """
 
     def __init__(
@@ -82,6 +83,7 @@ class LandmarkSequence(keras.utils.PyDataset):
         prefetch: int = 2,
         cache_bytes: int = 0,
         shard: tuple[int, int] = (0, 1),
+        multiple_of: int = 1,
     ) -> None:
         super().__init__(workers=1, use_multiprocessing=False)  # our own threads (module docstring)
         if int(workers) < 1 or int(prefetch) < 0 or int(cache_bytes) < 0:
@@ -111,6 +113,9 @@ class LandmarkSequence(keras.utils.PyDataset):
         if not 0 <= int(shard[0]) < int(shard[1]):
             raise ValueError(f"LandmarkSequence: shard must be (index, count) with 0 <= index < count, got {shard}")
         self.shard = (int(shard[0]), int(shard[1]))
+        if int(multiple_of) < 1 or len(samples) < int(multiple_of):
+            raise ValueError(f"LandmarkSequence: multiple_of must be in [1, {len(samples)}], got {multiple_of}")
+        self.multiple_of = int(multiple_of)
         self.epoch = 0
         self.threads = int(workers)
         self.prefetch = int(prefetch) if self.threads > 1 else 0
@@ -160,7 +165,8 @@ class LandmarkSequence(keras.utils.PyDataset):
             self._order = np.random.default_rng((self.seed, self.epoch)).permutation(len(self.samples))
 
     def __len__(self) -> int:
-        return int(np.ceil(len(self.samples) / self.batch_size))
+        full, rest = divmod(len(self.samples), self.batch_size)
+        return full + int(rest - rest % self.multiple_of > 0)
 
     def on_epoch_end(self) -> None:
         self.epoch += 1
@@ -185,6 +191,7 @@ class LandmarkSequence(keras.utils.PyDataset):
 
     def _state(self, idx: int) -> tuple:
         ids = self._order[idx * self.batch_size : (idx + 1) * self.batch_size]
+        ids = ids[: len(ids) - len(ids) % self.multiple_of]  # devices split a batch evenly
         index, count = self.shard
         if count > 1:  # this process's block of the global batch; rows keep their global number (seeds)
             if len(ids) % count:

@@ -95,3 +95,11 @@ def test_process_shards_make_up_the_global_batch(samples):
         make(samples, shard=(2, 2))
     with pytest.raises(ValueError, match="not a multiple of the 3 processes"):
         make(samples, shard=(0, 3))[0]
+
+
+def test_multiple_of_cuts_the_last_batch_for_the_devices(samples):
+    seq = make(samples[:11], workers=1, multiple_of=2)  # batches of 4, 4, 3 -> 4, 4, 2
+    assert len(seq) == 3 and [len(seq[i][0]) for i in range(3)] == [4, 4, 2]
+    assert len(make(samples[:9], workers=1, multiple_of=2)) == 2  # a last batch of 1 -> none
+    with pytest.raises(ValueError, match="multiple_of"):
+        make(samples[:3], multiple_of=4)
