@@ -61,7 +61,7 @@ SAVE_POINTS = ("begin", "best-h5", "best-json", "tmp-written", "prev-moved", "co
 RUN_OUTPUTS = (CHECKPOINT, PREVIOUS, "best.h5", "best.h5.json", "log.csv", "summary.json", "config.json",
                "optimizer_state.npz", "pca", "backup", "tensorboard")
 #: settings that may change between a run and its resume
-RESUMABLE_CHANGES = frozenset({"workers", "devices"})
+RESUMABLE_CHANGES = frozenset({"workers", "devices", "image_cache_mb"})
 FAULT_ENV = "ACRLOSS_FAULT"
 TRACE_ENV = "ACRLOSS_FAULT_TRACE"
 
@@ -240,8 +240,13 @@ def summary_from(state: CheckpointState, **extra: Any) -> dict[str, Any]:
 
 
 # -- the run folder -------------------------------------------------------------------------
+#: settings added after runs were saved without them: their value for such a run
+LATER_SETTINGS = {"precision": "float32"}
+
+
 def _config_diff(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
     keys = sorted((set(saved) | set(now)) - RESUMABLE_CHANGES)
+    saved = {**LATER_SETTINGS, **saved}
     return [f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in keys if saved.get(k) != now.get(k)]
 
 

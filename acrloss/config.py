@@ -380,6 +380,34 @@ class CurriculumConfig:
     levels: Sequence[int] = (80, 85, 90, 95)
 
 
+# -- devices and precision (issue 16; acrloss.distribution) --------------------------------
+#: ``devices`` value meaning every device of the backend's default platform
+AUTO_DEVICES = "auto"
+#: the ``precision`` settings: Keras dtype policies (``float32``: no mixed precision)
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
+def parse_devices(value: "str | int") -> "str | int":
+    """``"auto"`` or a device count >= 1 (an int or its string); raises ``ValueError``."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == AUTO_DEVICES:
+            return AUTO_DEVICES
+        if not text.isdigit():
+            raise ValueError(f"devices must be 'auto' or a device count >= 1, got {value!r}")
+        value = int(text)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"devices must be 'auto' or a device count >= 1, got {value!r}")
+    return value
+
+
+def parse_precision(value: str) -> str:
+    """One of :data:`PRECISIONS`; raises ``ValueError``."""
+    if value not in PRECISIONS:
+        raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {value!r}")
+    return value
+
+
 @dataclass
 class MusicaConfig:
     """The MuSiCa cascade's architecture (:func:`acrloss.models.musica.build_musica` keywords;
@@ -461,7 +489,8 @@ class TrainConfig:
     preprocessing: str | None = None  # unit | imagenet; None: imagenet for start=imagenet, else unit
     acr_lambda: float = 1.0
     acr_scale: float = 1.0  # ACR error scale s: the loss sees s·(target - prediction), see ACRLoss
-    workers: int = 2
+    workers: int = 2  # threads decoding, cropping and augmenting (acrloss.data_prep.pipeline)
+    image_cache_mb: int = 1024  # memory for decoded images, per sequence (training, validation; 0: none)
     max_train_faces: int | None = None
     # arch mnv2_heatmap only (loss: heatmap MSE; `loss` and the ACR curriculum do not apply)
     heatmap_size: int | None = None  # side of the heatmaps, ceil(input/32) times a power of two; None: input/4
@@ -490,6 +519,11 @@ class TrainConfig:
     # exponential moving average of the weights (the optimizer's use_ema / ema_momentum); the
     # validation NME and best.h5 then use the averaged weights
     ema_momentum: float | None = None
+    # -- devices and precision (issue 16; acrloss.distribution) -------------------------------
+    # data-parallel devices: "auto" (every GPU, else one CPU) or a count; batch_size is the
+    # global batch, split evenly over them, and learning_rate is the rate for that global batch
+    devices: str | int = AUTO_DEVICES
+    precision: str = "float32"  # float32 | mixed_float16 | mixed_bfloat16 (loss and metrics stay float32)
 
     def __post_init__(self) -> None:
         self.musica_options = MusicaConfig.from_options(self.musica_options)
@@ -502,6 +536,10 @@ class TrainConfig:
         self.head = Head.parse(self.head).value
         self.decoder = Decoder.parse(self.decoder).value
         self.validate_recipe()
+        self.devices = parse_devices(self.devices)
+        if int(self.workers) < 1 or int(self.image_cache_mb) < 0:
+            raise ValueError(f"TrainConfig: workers must be >= 1 and image_cache_mb >= 0, got {self.workers} and {self.image_cache_mb}")
+        self.precision = parse_precision(self.precision)
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":

@@ -21,8 +21,8 @@ import numpy as np
 
 from acrloss.callbacks import CurriculumCallback, cosine_lr
 from acrloss.checkpoint import CheckpointError, EpochCheckpoint, RunFolder, RunFolderError, render_log, summary_from
-from acrloss.config import (AugmentConfig, CropConfig, CurriculumConfig, DatasetName, Decoder, Head, LossName, ModelArch,
-                            MusicaConfig, TrainConfig)
+from acrloss.config import (PRECISIONS, AugmentConfig, CropConfig, CurriculumConfig, DatasetName, Decoder, Head, LossName,
+                            ModelArch, MusicaConfig, TrainConfig, parse_devices)
 from acrloss.data_prep.datasets import load_split, train_val_split
 from acrloss.data_prep.formats import LandmarkFileError, RejectedFile, rejected_summary
 from acrloss.io import atomic_write_bytes
@@ -32,6 +32,7 @@ from acrloss.pca_utility import PCAUtility, phi_table
 from acrloss.tasks import TASKS, Task, TaskConfigError, task_class
 from acrloss import recipe
 from acrloss.data_prep.splits import check_split_dataset, loso_split
+from acrloss.distribution import DataParallel, precision_policy
 
 #: where the converted ImageNet MobileNetV2 backbone lives (made by acrloss.tools.convert_mnv2)
 IMAGENET_MNV2 = Path(__file__).resolve().parents[1] / "pre_trained_models" / "imagenet_mnv2_torchvision.weights.h5"
@@ -81,7 +82,7 @@ class Train:
                 raise TypeError(f"Train: unknown setting {key!r}")
             else:
                 setattr(cfg, key, value)
-        cfg = dataclasses.replace(cfg)  # validate (and type, e.g. musica_options) what the overrides set
+        cfg = dataclasses.replace(cfg)  # validate (and type: musica_options, devices="2" -> 2) what the overrides set
         self.config = cfg
         self.save_path = Path(save_path)
         self.data_dir = data_dir or (os.environ.get("ACRLOSS_300W") if cfg.dataset == DatasetName.w300.value else None)
@@ -89,6 +90,8 @@ class Train:
             raise ValueError(f"Train: give data_dir (or set ACRLOSS_300W for 300-W) pointing at the {cfg.dataset} data")
         self.spec = self._dataset_spec()
         self.model: keras.Model | None = None
+        #: the devices of the last ``train()`` (acrloss.distribution)
+        self.distribution: DataParallel | None = None
         #: annotated files the last data read skipped (file and reason)
         self.rejected: list[RejectedFile] = []
         #: the model family's task (acrloss.tasks.TASKS): model, loss, metrics, batches, monitored metric;
@@ -176,7 +179,16 @@ class Train:
         folder or file) when the folder cannot be used as asked.
 
         Returns a summary: best validation NME (%), its epoch, epochs run, seconds.
+
+        ``config.devices`` / ``config.precision``: data-parallel devices and mixed precision
+        (:mod:`acrloss.distribution`); the model is built, compiled and fitted inside them.
         """
+        self.distribution = DataParallel(self.config.devices)
+        self.distribution.check_batch(self.config.batch_size)  # batch_size is the global batch
+        with self.distribution.scope(), precision_policy(self.config.precision):
+            return self._train(resume, extra_callbacks, overwrite)
+
+    def _train(self, resume: bool, extra_callbacks: Sequence[keras.callbacks.Callback], overwrite: bool) -> dict[str, Any]:
         cfg = self.config
         keras.utils.set_random_seed(cfg.seed)
         folder = RunFolder(self.save_path, dataclasses.asdict(cfg), cfg.epochs)
@@ -200,16 +212,17 @@ class Train:
         use_phi = self.task.uses_phi
         train_phi, val_phi = self._phi_tables(train_samples, val_samples) if use_phi else (None, None)
         common = dict(crop=cfg.crop, batch_size=cfg.batch_size, mirror=self.spec.mirror, workers=cfg.workers,
-                      **self.task.sequence_options())
+                      cache_bytes=cfg.image_cache_mb << 20, shard=self.distribution.process_shard,
+                      multiple_of=self.distribution.num_replicas, **self.task.sequence_options())
         train_seq = LandmarkSequence(train_samples, augment=cfg.augment, shuffle=True, seed=cfg.seed, phi_table=train_phi, **common)
         val_seq = LandmarkSequence(val_samples, phi_table=val_phi, **common) if val_samples else None
 
-        model = self.build_model()
+        model = self.distribution.prepare_model(self.build_model())
         objective = self.task.compile_arguments()
         nme_name = self.task.monitor
         model.compile(
             optimizer=recipe.build_optimizer(cfg),  # AdamW + clipping / EMA (acrloss.recipe)
-            **objective,
+            **self.distribution.compile_options(objective),
         )
         self.model = model
         initial_epoch = state.epoch if state is not None else 0
@@ -304,6 +317,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--workers", type=int, default=d.workers)
+    p.add_argument("--image-cache-mb", type=int, default=d.image_cache_mb, help="memory for decoded images (0: none)")
+    p.add_argument("--devices", default=d.devices, type=parse_devices, help="data-parallel devices: auto (every GPU, else one CPU) or a count; "
+                   "--batch-size is the global batch, split over them (docs/distributed.md)")
+    p.add_argument("--precision", default=d.precision, choices=list(PRECISIONS),
+                   help="mixed_float16 | mixed_bfloat16: layers compute in half precision, the loss and metrics in float32")
     p.add_argument("--save-path", required=True)
     run = p.add_mutually_exclusive_group()
     run.add_argument("--resume", action="store_true",
@@ -330,6 +348,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     cfg = TrainConfig(
         loss=a.loss, epochs=a.epochs, batch_size=a.batch_size, learning_rate=a.lr, val_fraction=a.val_fraction,
         seed=a.seed, alpha=a.alpha, head=a.head, start=a.start, init_weights=a.init_weights, acr_lambda=a.acr_lambda, acr_scale=a.acr_scale, workers=a.workers, max_train_faces=a.max_train_faces,
+        devices=a.devices, precision=a.precision, image_cache_mb=a.image_cache_mb,
         heatmap_size=a.heatmap_size, heatmap_sigma=a.heatmap_sigma, decoder=a.decoder, heatmap_fg_weight=a.heatmap_fg_weight,
         musica_error_weight=a.musica_error_weight, musica_options=musica,
         crop=CropConfig(input_size=a.input_size),

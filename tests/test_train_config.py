@@ -77,6 +77,7 @@ CLI_FIELDS = {
     "musica_error_weight": "musica_error_weight", "musica_options": "musica_option", "user_mirror": "mirror",
     "user_norm_points": "norm_points", "crop": "input_size", "augment": "augment", "curriculum": "pca_levels",
     "split": "split", "clip_global_norm": "clip_norm", "ema_momentum": "ema",
+    "devices": "devices", "precision": "precision", "image_cache_mb": "image_cache_mb",
 }
 
 
