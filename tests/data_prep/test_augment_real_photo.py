@@ -31,7 +31,10 @@ ONLY = {
 PIXEL_ONLY = ("lowres", "jpeg", "motion_blur", "grey")
 
 
-def centroid(channel: np.ndarray, around: np.ndarray, radius: int = 9) -> np.ndarray:
+RADIUS = 9  # centroid window half-side (px): about three blob sigmas at 128 px
+
+
+def centroid(channel: np.ndarray, around: np.ndarray, radius: int = RADIUS) -> np.ndarray:
     cx, cy = np.round(around).astype(int)
     y0, x0 = max(cy - radius, 0), max(cx - radius, 0)
     win = channel[y0 : cy + radius + 1, x0 : cx + radius + 1].astype(np.float64)
@@ -84,18 +87,22 @@ def test_blobs_stay_on_their_landmarks(blob_faces, name):
     cfg = dataclasses.replace(cfg, grey_prob=0.0) if name == "robust" else cfg  # grey mixes the channels
     seq = LandmarkSequence(blob_faces, CropConfig(size), batch_size=3, augment=cfg, mirror=MIRROR, shuffle=False,
                            seed=7, workers=1)
-    errors = []
+    errors, cut = [], 0
     for b in range(len(seq)):
         images, targets = seq[b]
         pts = denormalize(targets.reshape(len(images), 68, 2), size)
         for img, p in zip(images, pts):
             for k, ch in BLOBS.items():
+                if not (RADIUS <= p[k]).all() or not (p[k] <= size - 1 - RADIUS).all():
+                    cut += 1  # the crop border cuts this blob (geometry moved it there): its centroid is biased
+                    continue
                 if name == "grey":  # the three blobs share the luma; check it around each
                     got = centroid(img.sum(axis=2), p[k])
                 else:
                     got = centroid(img[..., ch], p[k])
                 errors.append(got - p[k])
     errors = np.array(errors)
+    assert len(errors) >= 12 and cut <= 6, (len(errors), cut)  # most blobs are checked
     # no systematic slip (a half-pixel resize or kernel-anchor error shows here) ...
     # (JPEG's 4:2:0 chroma blocks move a one-channel blob by up to ~0.07 px on average: 0.1 there)
     lossy = name in ("lowres", "jpeg", "robust")
