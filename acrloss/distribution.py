@@ -112,12 +112,17 @@ def initialize_multi_host(backend: str | None = None) -> int:
     """
     backend = backend or keras.backend.backend()
     if backend == "tensorflow":
-        index, count = tf_cluster()
+        count = tf_cluster()[1]
         if count > 1 and os.environ["TF_CONFIG"] not in _TF_MULTI_WORKER:
             import tensorflow as tf
 
             _TF_MULTI_WORKER.clear()  # one per process: TensorFlow configures its collectives once
-            _TF_MULTI_WORKER[os.environ["TF_CONFIG"]] = tf.distribute.MultiWorkerMirroredStrategy()
+            try:
+                _TF_MULTI_WORKER[os.environ["TF_CONFIG"]] = tf.distribute.MultiWorkerMirroredStrategy()
+            except RuntimeError as exc:
+                raise RuntimeError(f"TF_CONFIG names {count} tasks, but TensorFlow's runtime started in this process "
+                                   f"before its multi-worker strategy could be made ({exc}): create the "
+                                   "DataParallel (or call initialize_multi_host) before any TensorFlow op") from exc
         return count
     processes = int(os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES", "1"))
     if backend == "jax" and processes > 1:

@@ -187,6 +187,7 @@ class Train:
         """
         self.distribution = DataParallel(self.config.devices)
         self.distribution.check_batch(self.config.batch_size)  # batch_size is the global batch
+        self._run_folder = self.save_path  # (for messages: a worker's save_path is its scratch folder)
         with self.distribution.scope(), precision_policy(self.config.precision):
             if not self.distribution.writes_run_folder:
                 return self._train_as_worker(resume, extra_callbacks, overwrite)
@@ -230,8 +231,8 @@ class Train:
             return
         shown = ", ".join(f"worker {i}: {'failed' if s < 0 else f'epoch {s}'}" for i, s in enumerate(starts))
         if -1 in starts:
-            raise RunFolderError(f"{self.save_path}: another worker could not open its run folder ({shown}); see its error")
-        raise RunFolderError(f"{self.save_path}: the workers would start at different epochs ({shown}): every worker "
+            raise RunFolderError(f"{self._run_folder}: another worker could not open its run folder ({shown}); see its error")
+        raise RunFolderError(f"{self._run_folder}: the workers would start at different epochs ({shown}): every worker "
                              "must reach the chief's --save-path (e.g. a shared file system) to --resume")
 
     def _train(self, resume: bool, extra_callbacks: Sequence[keras.callbacks.Callback], overwrite: bool) -> dict[str, Any]:

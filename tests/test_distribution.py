@@ -237,9 +237,10 @@ TF_WORKER_EPOCHS = 3  # x 4 steps
 def test_two_tf_workers_on_one_machine_match_one_device(faces, tmp_path):
     """Multi-worker TensorFlow as documented (docs/distributed.md): two processes of one CPU
     device each, one TF_CONFIG each (localhost ports), the same --save-path; each feeds its
-    half of every global batch. Both are killed right after epoch 1's checkpoint and resumed
-    (the non-chief worker reads the chief's checkpoint): the losses are those of the 1-device
-    run, only the chief wrote the run folder, the other worker's scratch folder is gone."""
+    half of every global batch. Both are killed right after epoch 1's checkpoint; a resume where
+    worker 1 cannot see the chief's folder is refused by both; then both resume (the non-chief
+    worker reads the chief's checkpoint): the losses are those of the 1-device run, only the
+    chief wrote the run folder, the other worker's scratch folder is gone."""
     import socket
 
     socks = [socket.socket() for _ in range(2)]
@@ -250,10 +251,11 @@ def test_two_tf_workers_on_one_machine_match_one_device(faces, tmp_path):
         sock.close()
     save = tmp_path / "run"
 
-    def workers(phase: str, *flags: str, **env: str) -> list[subprocess.CompletedProcess]:
+    def workers(phase: str, *flags: str, elsewhere: bool = False, **env: str) -> list[subprocess.CompletedProcess]:
         scratch = tmp_path / f"tmp_{phase}"
         scratch.mkdir()
-        procs = [subprocess.Popen([sys.executable, str(HERE / "distributed_run.py"), str(faces), str(save),
+        procs = [subprocess.Popen([sys.executable, str(HERE / "distributed_run.py"), str(faces),
+                                   str(tmp_path / "elsewhere" if elsewhere and i else save),
                                    str(TF_WORKER_EPOCHS), "auto", *flags], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   text=True, env=child_env("tensorflow", ACRLOSS_TF_CPUS="1", TMPDIR=str(scratch),
                                                            TF_CONFIG=tf_config(ports, i), **env))
@@ -264,6 +266,10 @@ def test_two_tf_workers_on_one_machine_match_one_device(faces, tmp_path):
     killed = workers("killed", ACRLOSS_FAULT="committed@1")  # each SIGKILLed right after epoch 1's checkpoint
     assert [p.returncode for p in killed] == [-signal.SIGKILL] * 2, killed[0].stderr[-2000:] + killed[1].stderr[-2000:]
     assert read_checkpoint(save / "checkpoint.npz").epoch == 1
+    lost = workers("lost", "--resume", elsewhere=True)  # worker 1 cannot see the chief's folder: both stop, no hang
+    for proc in lost:
+        assert proc.returncode == 1 and "the workers would start at different epochs (worker 0: epoch 1, " \
+            "worker 1: epoch 0)" in proc.stderr, proc.stderr[-2000:]
     resumed = [summary_of(p) for p in workers("resumed", "--resume")]
     one = summary_of(run("tensorflow", faces, tmp_path / "one", 1, epochs=TF_WORKER_EPOCHS, ACRLOSS_TF_CPUS="1"))
     for summary in resumed:
@@ -273,7 +279,8 @@ def test_two_tf_workers_on_one_machine_match_one_device(faces, tmp_path):
         np.testing.assert_allclose(summary["history"]["val_nme"], one["history"]["val_nme"][1:], rtol=1e-3)
     state = read_checkpoint(save / "checkpoint.npz")
     assert state.epoch == TF_WORKER_EPOCHS
-    np.testing.assert_allclose([r["loss"] for r in state.log], one["history"]["loss"], rtol=1e-3)  # epoch 1 before the kill
+    for key in ("loss", "val_nme"):  # epoch 1 from before the kill
+        np.testing.assert_allclose([r[key] for r in state.log], one["history"][key], rtol=1e-3)
     for a, b in zip(state.model_values, read_checkpoint(tmp_path / "one" / "checkpoint.npz").model_values):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
     assert sorted(p.name for p in save.iterdir()) == sorted(p.name for p in (tmp_path / "one").iterdir())
