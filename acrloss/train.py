@@ -184,6 +184,8 @@ class Train:
 
         ``config.devices`` / ``config.precision``: data-parallel devices and mixed precision
         (:mod:`acrloss.distribution`); the model is built, compiled and fitted inside them.
+        With a ``TF_CONFIG`` naming several workers only the chief writes ``save_path``; the
+        others write into a scratch folder and, on ``resume``, read the chief's checkpoint.
         """
         self.distribution = DataParallel(self.config.devices)
         self.distribution.check_batch(self.config.batch_size)  # batch_size is the global batch
