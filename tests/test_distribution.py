@@ -260,7 +260,13 @@ def test_two_tf_workers_on_one_machine_match_one_device(faces, tmp_path):
                                   text=True, env=child_env("tensorflow", ACRLOSS_TF_CPUS="1", TMPDIR=str(scratch),
                                                            TF_CONFIG=tf_config(ports, i), **env))
                  for i in range(2)]
-        outs = [p.communicate(timeout=600) for p in procs]
+        try:  # (a worker whose peer never comes waits for it: kill both rather than leave them behind)
+            outs = [p.communicate(timeout=600) for p in procs]
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
         return [subprocess.CompletedProcess(p.args, p.returncode, *out) for p, out in zip(procs, outs)]
 
     killed = workers("killed", ACRLOSS_FAULT="committed@1")  # each SIGKILLed right after epoch 1's checkpoint
