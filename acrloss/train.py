@@ -11,7 +11,9 @@ import dataclasses
 import importlib.util
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -182,24 +184,71 @@ class Train:
 
         ``config.devices`` / ``config.precision``: data-parallel devices and mixed precision
         (:mod:`acrloss.distribution`); the model is built, compiled and fitted inside them.
+        With a ``TF_CONFIG`` naming several workers only the chief writes ``save_path``; the
+        others write into a scratch folder and, on ``resume``, read the chief's checkpoint.
         """
         self.distribution = DataParallel(self.config.devices)
         self.distribution.check_batch(self.config.batch_size)  # batch_size is the global batch
+        self._run_folder = self.save_path  # (for messages: a worker's save_path is its scratch folder)
         with self.distribution.scope(), precision_policy(self.config.precision):
+            if not self.distribution.writes_run_folder:
+                return self._train_as_worker(resume, extra_callbacks, overwrite)
             return self._train(resume, extra_callbacks, overwrite)
 
-    def _train(self, resume: bool, extra_callbacks: Sequence[keras.callbacks.Callback], overwrite: bool) -> dict[str, Any]:
+    def _train_as_worker(self, resume: bool, extra_callbacks: Sequence[keras.callbacks.Callback], overwrite: bool) -> dict[str, Any]:
+        """A TensorFlow worker other than the chief (acrloss.distribution): the same run, taking
+        part in every collective step, but writing into a scratch folder removed at the end;
+        with ``resume`` the scratch folder starts as a copy of the chief's ``save_path`` (which
+        every worker must reach, e.g. on a shared file system)."""
+        chief_folder = self.save_path
+        scratch = Path(tempfile.mkdtemp(prefix=f"acrloss-worker{self.distribution.process_shard[0]}-"))
+        try:
+            if resume and chief_folder.is_dir():  # the chief's files, not its temporaries or event logs
+                shutil.copytree(chief_folder, scratch, dirs_exist_ok=True,
+                                ignore=lambda _, names: [n for n in names if n.startswith(".") or n == "tensorboard"])
+            self.save_path = scratch
+            return self._train(resume, extra_callbacks, overwrite)
+        finally:
+            self.save_path = chief_folder
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def _open_run_folder(self, folder: RunFolder, resume: bool, overwrite: bool) -> tuple[dict[str, Any] | None, Any]:
+        """(the summary of a run that already finished, else None; the checkpoint to continue from)."""
         cfg = self.config
-        keras.utils.set_random_seed(cfg.seed)
-        folder = RunFolder(self.save_path, dataclasses.asdict(cfg), cfg.epochs)
         if resume:
             done = folder.finished_run() or folder.legacy_finished()
             if done is not None:
                 print(f"{self.save_path}: this run already finished ({cfg.epochs} epochs); nothing to do", file=sys.stderr)
                 summary_file = self.save_path / "summary.json"
-                return {**json.loads(summary_file.read_text()), "status": "already finished"}
+                return {**json.loads(summary_file.read_text()), "status": "already finished"}, None
             recipe.check_resume(self.save_path, cfg)  # the split, clipping, EMA and augmentation must match
-        state = folder.prepare(resume=resume, overwrite=overwrite)
+        return None, folder.prepare(resume=resume, overwrite=overwrite)
+
+    def _agree_on_start(self, start: int | None) -> None:
+        """Several processes: every one must start at the same epoch (``None``: this one failed
+        to open its run folder and raises its own error next), else all raise instead of
+        waiting for each other's collective steps forever."""
+        starts = self.distribution.gather(-1 if start is None else start)
+        if len(starts) == 1 or (len(set(starts)) == 1 and start is not None) or start is None:
+            return
+        shown = ", ".join(f"worker {i}: {'failed' if s < 0 else f'epoch {s}'}" for i, s in enumerate(starts))
+        if -1 in starts:
+            raise RunFolderError(f"{self._run_folder}: another worker could not open its run folder ({shown}); see its error")
+        raise RunFolderError(f"{self._run_folder}: the workers would start at different epochs ({shown}): every worker "
+                             "must reach the chief's --save-path (e.g. a shared file system) to --resume")
+
+    def _train(self, resume: bool, extra_callbacks: Sequence[keras.callbacks.Callback], overwrite: bool) -> dict[str, Any]:
+        cfg = self.config
+        keras.utils.set_random_seed(cfg.seed)
+        folder = RunFolder(self.save_path, dataclasses.asdict(cfg), cfg.epochs)
+        try:
+            done, state = self._open_run_folder(folder, resume, overwrite)
+        except Exception:
+            self._agree_on_start(None)
+            raise
+        self._agree_on_start(cfg.epochs if done is not None else state.epoch if state is not None else 0)
+        if done is not None:
+            return done
         if state is not None and state.finished:  # killed after its last checkpoint: rebuild what follows it
             atomic_write_bytes(self.save_path / "log.csv", render_log(state.log))
             summary = summary_from(state, seconds_this_run=0.0, status="already finished")
@@ -239,8 +288,9 @@ class Train:
         if keras.backend.backend() == "tensorflow" and importlib.util.find_spec("tensorboard") is not None:
             callbacks.append(keras.callbacks.TensorBoard(str(self.save_path / "tensorboard"), write_graph=False))
         callbacks.extend(extra_callbacks)
-        fit_train = self.task.wrap(train_seq)  # e.g. MuSiCa: the same targets reach every output of the dict
-        fit_val = self.task.wrap(val_seq) if val_seq is not None else None
+        # e.g. MuSiCa: the same targets reach every output of the dict; TF multi-worker: each worker's blocks
+        fit_train = self.distribution.feed(self.task.wrap(train_seq))
+        fit_val = self.distribution.feed(self.task.wrap(val_seq)) if val_seq is not None else None
         start = time.time()
         # shuffle=False: the sequence shuffles itself, seeded by (seed, epoch); Keras' own batch-order shuffle
         # draws from the global RNG, which a resumed run could not replay

@@ -96,8 +96,8 @@ def child_env(backend: str, **extra: str) -> dict[str, str]:
     return env
 
 
-def run(backend: str, faces: Path, save: Path, devices: int, *flags: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(HERE / "distributed_run.py"), str(faces), str(save), str(EPOCHS), str(devices),
+def run(backend: str, faces: Path, save: Path, devices: int, *flags: str, epochs: int = EPOCHS, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(HERE / "distributed_run.py"), str(faces), str(save), str(epochs), str(devices),
                            *flags], env=child_env(backend, **env), capture_output=True, text=True, timeout=600)
 
 
@@ -189,3 +189,105 @@ def test_two_jax_processes_on_one_machine_match_one_device(faces, tmp_path):
         summary = summary_of(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
         assert summary["distribution"]["replicas"] == 2
         np.testing.assert_allclose(summary["history"]["loss"], one["history"]["loss"], rtol=1e-3)
+
+
+# -- TensorFlow multi-worker (MultiWorkerMirroredStrategy through TF_CONFIG) ----------------
+def tf_config(ports: list[int], index: int) -> str:
+    return json.dumps({"cluster": {"worker": [f"localhost:{p}" for p in ports]}, "task": {"type": "worker", "index": index}})
+
+
+def test_malformed_tf_config_is_refused_naming_the_problem():
+    from acrloss.distribution import tf_cluster
+
+    assert tf_cluster("") == (0, 1)
+    assert tf_cluster(tf_config([1, 2, 3], 2)) == (2, 3)
+    chief = {"cluster": {"chief": ["a:1"], "worker": ["b:2"]}, "task": {"type": "worker", "index": 0}}
+    assert tf_cluster(json.dumps(chief)) == (1, 2)  # the chief is task 0
+    for bad, match in [("{cluster", "not valid JSON"), ("[]", 'needs a "cluster" object'),
+                       ('{"cluster": {"worker": ["a:1"], "ps": ["b:2"]}, "task": {"type": "worker", "index": 0}}', r"job\(s\) \['ps'\]"),
+                       ('{"cluster": {"worker": ["a"]}, "task": {"type": "worker", "index": 0}}', '"host:port" addresses'),
+                       ('{"cluster": {"worker": "a:1"}, "task": {"type": "worker", "index": 0}}', '"host:port" addresses'),
+                       ('{"cluster": {"chief": ["a:1", "b:2"]}, "task": {"type": "chief", "index": 0}}', "at most one chief"),
+                       ('{"cluster": {"worker": []}, "task": {"type": "worker", "index": 0}}', "lists no worker"),
+                       (tf_config([1, 2], 2), "is not one of the cluster's tasks"),
+                       ('{"cluster": {"worker": ["a:1", "b:2"]}}', "is not one of the cluster's tasks")]:
+        with pytest.raises(ValueError, match=match):
+            tf_cluster(bad)
+
+
+def test_a_worker_block_is_split_evenly_over_its_devices():
+    import tensorflow as tf
+
+    from acrloss.distribution import _split_batches
+
+    x = np.arange(24, dtype=np.float32).reshape(2, 4, 3)  # 2 batches of 4 rows
+    batches = tf.data.Dataset.from_tensor_slices((x, {"y": x[..., 0]}))
+    got = list(_split_batches(batches, 2).as_numpy_iterator())
+    assert len(got) == 4
+    for k, (part, targets) in enumerate(got):
+        np.testing.assert_array_equal(part, x[k // 2, 2 * (k % 2): 2 * (k % 2) + 2])
+        np.testing.assert_array_equal(targets["y"], part[:, 0])
+    assert len(list(_split_batches(batches, 1))) == 2
+
+
+TF_WORKER_EPOCHS = 3  # x 4 steps
+
+
+@pytest.mark.slow
+def test_two_tf_workers_on_one_machine_match_one_device(faces, tmp_path):
+    """Multi-worker TensorFlow as documented (docs/distributed.md): two processes of one CPU
+    device each, one TF_CONFIG each (localhost ports), the same --save-path; each feeds its
+    half of every global batch. Both are killed right after epoch 1's checkpoint; a resume where
+    worker 1 cannot see the chief's folder is refused by both; then both resume (the non-chief
+    worker reads the chief's checkpoint): the losses are those of the 1-device run, only the
+    chief wrote the run folder, the other worker's scratch folder is gone."""
+    import socket
+
+    socks = [socket.socket() for _ in range(2)]
+    for sock in socks:
+        sock.bind(("localhost", 0))
+    ports = [sock.getsockname()[1] for sock in socks]
+    for sock in socks:
+        sock.close()
+    save = tmp_path / "run"
+
+    def workers(phase: str, *flags: str, elsewhere: bool = False, **env: str) -> list[subprocess.CompletedProcess]:
+        scratch = tmp_path / f"tmp_{phase}"
+        scratch.mkdir()
+        procs = [subprocess.Popen([sys.executable, str(HERE / "distributed_run.py"), str(faces),
+                                   str(tmp_path / "elsewhere" if elsewhere and i else save),
+                                   str(TF_WORKER_EPOCHS), "auto", *flags], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True, env=child_env("tensorflow", ACRLOSS_TF_CPUS="1", TMPDIR=str(scratch),
+                                                           TF_CONFIG=tf_config(ports, i), **env))
+                 for i in range(2)]
+        try:  # (a worker whose peer never comes waits for it: kill both rather than leave them behind)
+            outs = [p.communicate(timeout=600) for p in procs]
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+        return [subprocess.CompletedProcess(p.args, p.returncode, *out) for p, out in zip(procs, outs)]
+
+    killed = workers("killed", ACRLOSS_FAULT="committed@1")  # each SIGKILLed right after epoch 1's checkpoint
+    assert [p.returncode for p in killed] == [-signal.SIGKILL] * 2, killed[0].stderr[-2000:] + killed[1].stderr[-2000:]
+    assert read_checkpoint(save / "checkpoint.npz").epoch == 1
+    lost = workers("lost", "--resume", elsewhere=True)  # worker 1 cannot see the chief's folder: both stop, no hang
+    for proc in lost:
+        assert proc.returncode == 1 and "the workers would start at different epochs (worker 0: epoch 1, " \
+            "worker 1: epoch 0)" in proc.stderr, proc.stderr[-2000:]
+    resumed = [summary_of(p) for p in workers("resumed", "--resume")]
+    one = summary_of(run("tensorflow", faces, tmp_path / "one", 1, epochs=TF_WORKER_EPOCHS, ACRLOSS_TF_CPUS="1"))
+    for summary in resumed:
+        assert summary["distribution"]["replicas"] == 2 and summary["distribution"]["engine"] == "MultiWorkerMirroredStrategy"
+        assert len(summary["history"]["loss"]) == TF_WORKER_EPOCHS - 1  # epochs 2..3
+        np.testing.assert_allclose(summary["history"]["loss"], one["history"]["loss"][1:], rtol=1e-3)
+        np.testing.assert_allclose(summary["history"]["val_nme"], one["history"]["val_nme"][1:], rtol=1e-3)
+    state = read_checkpoint(save / "checkpoint.npz")
+    assert state.epoch == TF_WORKER_EPOCHS
+    for key in ("loss", "val_nme"):  # epoch 1 from before the kill
+        np.testing.assert_allclose([r[key] for r in state.log], one["history"][key], rtol=1e-3)
+    for a, b in zip(state.model_values, read_checkpoint(tmp_path / "one" / "checkpoint.npz").model_values):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+    assert sorted(p.name for p in save.iterdir()) == sorted(p.name for p in (tmp_path / "one").iterdir())
+    assert not list((tmp_path / "tmp_resumed").iterdir())  # worker 1's scratch folder was removed
