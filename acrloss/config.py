@@ -627,6 +627,14 @@ def is_flat_settings(data: Mapping[str, Any]) -> bool:
         name in data for name in (*_FLAT_LOSS, *_FLAT_FAMILY_DEFAULTS) if name != "loss")
 
 
+def _at_old_default(name: str, value: Any) -> bool:
+    """Whether a flat family setting holds its old default (``musica_options``: ``{}`` or every
+    MusicaConfig field at its default, as older and newer flat configs wrote it)."""
+    if name == "musica_options":
+        return MusicaConfig.from_dict(value or {}) == MusicaConfig()
+    return value == _FLAT_FAMILY_DEFAULTS[name]
+
+
 def _nest_flat_settings(data: Mapping[str, Any]) -> dict[str, Any]:
     """Flat settings (:func:`is_flat_settings`) in the nested form: the loss settings under
     ``"loss"``, those of the architecture's family under ``"model"``; another family's setting
@@ -649,9 +657,7 @@ def _nest_flat_settings(data: Mapping[str, Any]) -> dict[str, Any]:
             model.update(value or {})
         elif name in own:
             model[own[name]] = value
-        elif name == "musica_options" and MusicaConfig.from_dict(value or {}) != MusicaConfig():
-            foreign.append(name)
-        elif name != "musica_options" and value != _FLAT_FAMILY_DEFAULTS[name]:
+        elif not _at_old_default(name, value):
             foreign.append(name)
     if foreign:
         raise TaskConfigError(f"setting(s) {foreign} do not apply to arch {arch!r}")

@@ -307,7 +307,7 @@ def family_config(arch: str, args: argparse.Namespace) -> FamilyConfig | None:
     """The family config of ``arch``'s task from the given :data:`FAMILY_FLAGS`; a flag of
     another family raises :class:`TaskConfigError` naming it."""
     config_class = task_class(arch).config_class
-    own = FAMILY_FLAGS.get(config_class, {}) if config_class is not None else {}
+    own = FAMILY_FLAGS.get(config_class, {})  # (no config class: no flags)
     given = {dest: getattr(args, dest) for flags in FAMILY_FLAGS.values() for dest in flags if getattr(args, dest) is not None}
     foreign = sorted(_flag(dest) for dest in given if dest not in own)
     if foreign:

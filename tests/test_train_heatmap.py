@@ -121,7 +121,7 @@ def test_test_cli_decoder_flag(heatmap_run, w300_dir, tmp_path):
     assert result["decoder"] == "dark" and result["subsets"]["common"]["n"] == 4
     regressor = REPO / "pre_trained_models" / "mnv2_acr_300w.h5"
     if regressor.is_file():
-        with pytest.raises(ValueError, match="mnv2_acr_300w.h5: .*no heatmap decode layer"):
+        with pytest.raises(evaluation.EvaluationError, match="mnv2_acr_300w.h5: .*no heatmap decode layer"):
             evaluation.Test().test_model("300w", regressor, data_dir=w300_dir, subsets=("common",), max_faces=2,
                                          decoder="argmax")
 
