@@ -34,6 +34,10 @@ _LAZY = {
     "CropConfig": "acrloss.config",
     "AugmentConfig": "acrloss.config",
     "CurriculumConfig": "acrloss.config",
+    "LossConfig": "acrloss.config",
+    "FamilyConfig": "acrloss.config",
+    "RegressionConfig": "acrloss.config",
+    "HeatmapConfig": "acrloss.config",
     "MusicaConfig": "acrloss.config",
     "FaceAligner": "acrloss.align",
     "LandmarkPredictor": "acrloss.predictor",
@@ -55,5 +59,6 @@ def __dir__() -> list[str]:
 
 
 __all__ = ["Train", "Test", "PCAUtility", "ACRLoss", "L1Loss", "L2Loss", "DatasetName", "ModelArch",
-           "TrainConfig", "CropConfig", "AugmentConfig", "CurriculumConfig", "MusicaConfig", "FaceAligner",
+           "TrainConfig", "CropConfig", "AugmentConfig", "CurriculumConfig", "LossConfig", "FamilyConfig", "RegressionConfig",
+           "HeatmapConfig", "MusicaConfig", "FaceAligner",
            "LandmarkPredictor", "PredictorOptions"]

@@ -50,6 +50,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from acrloss.config import TrainConfig, is_flat_settings
 from acrloss.io import atomic_path, atomic_write_bytes
 
 CHECKPOINT = "checkpoint.npz"
@@ -245,6 +246,8 @@ LATER_SETTINGS = {"precision": "float32"}
 
 
 def _config_diff(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    if is_flat_settings(saved):  # a run started before the nested loss / family configs: read as it is now
+        saved = TrainConfig.from_dict(saved).to_dict()
     keys = sorted((set(saved) | set(now)) - RESUMABLE_CHANGES)
     saved = {**LATER_SETTINGS, **saved}
     return [f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in keys if saved.get(k) != now.get(k)]

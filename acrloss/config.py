@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import json
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 
 class ChoiceEnum(str, enum.Enum):
@@ -408,12 +409,152 @@ def parse_precision(value: str) -> str:
     return value
 
 
-@dataclass
-class MusicaConfig:
-    """The MuSiCa cascade's architecture (:func:`acrloss.models.musica.build_musica` keywords;
-    its input size is ``TrainConfig.crop.input_size``). ``TrainConfig.musica_options`` also
-    accepts a dict of these fields (unknown keys and wrong types are errors)."""
+# -- the loss and the model families (issue 14) --------------------------------------------
+class TaskConfigError(ValueError):
+    """A setting that does not apply: an option of another model family or loss, or a family
+    config (:class:`FamilyConfig`) that is not the one of the run's architecture."""
 
+
+def _number(owner: str, name: str, value: object, minimum: float, strict: bool) -> float:
+    """``value`` as a float ``> minimum`` (``strict``) or ``>= minimum``; ``ValueError`` naming ``owner.name``."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok or not (value > minimum if strict else value >= minimum):
+        raise ValueError(f"{owner}.{name} must be a number {'>' if strict else '>='} {minimum:g}, got {value!r}")
+    return float(value)
+
+
+def _from_fields(cls: type, data: Mapping[str, Any]) -> Any:
+    """``cls(**data)`` for a dataclass ``cls``; keys that are not its fields are an error naming them."""
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown settings {unknown}; known: {known}")
+    return cls(**data)
+
+
+@dataclass
+class LossConfig:
+    """The training loss.
+
+    ``name`` is one of :class:`LossName` or ``None``: the family's default loss, resolved by
+    its task (:mod:`acrloss.tasks`; each family lists the losses it trains with).
+    ``acr_lambda`` and ``acr_scale`` are ACR's λ and error scale ``s`` (the loss sees
+    ``s·(target − prediction)``, see :class:`acrloss.losses.ACRLoss`); they apply to the ACR
+    loss only: set away from their defaults with another loss, they are a
+    :class:`TaskConfigError`.
+    """
+
+    name: str | None = None
+    acr_lambda: float = 1.0
+    acr_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.name is not None:
+            self.name = LossName.parse(self.name).value
+        self.acr_lambda = _number("LossConfig", "acr_lambda", self.acr_lambda, 0.0, strict=True)
+        self.acr_scale = _number("LossConfig", "acr_scale", self.acr_scale, 0.0, strict=True)
+        if self.name not in (None, LossName.ACR.value):
+            changed = [f.name for f in dataclasses.fields(self) if f.name != "name" and getattr(self, f.name) != f.default]
+            if changed:
+                raise TaskConfigError(f"setting(s) {changed} do not apply to loss {self.name!r} (they are the ACR loss's)")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "LossConfig":
+        """From a dict of its fields (``config.json``); unknown keys are an error naming them."""
+        return _from_fields(cls, data)
+
+
+#: family name -> its config class (filled by :meth:`FamilyConfig.__init_subclass__`)
+_FAMILY_CONFIGS: dict[str, type["FamilyConfig"]] = {}
+
+
+@dataclass
+class FamilyConfig:
+    """Base of the per-family model configs (``TrainConfig.model``).
+
+    Each model family's task (:data:`acrloss.tasks.TASKS`) names its subclass
+    (``Task.config_class``); a subclass names its family, which tags it in ``config.json``
+    so :meth:`from_dict` reads it back::
+
+        @dataclass
+        class MyConfig(FamilyConfig, family="myfamily"):
+            width: int = 8
+    """
+
+    #: the family name (the ``"family"`` entry of :meth:`to_dict`)
+    family: ClassVar[str] = ""
+
+    def __init_subclass__(cls, family: str = "", **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not family:
+            raise TypeError(f"{cls.__name__}: name its family, class {cls.__name__}(FamilyConfig, family='name')")
+        known = _FAMILY_CONFIGS.get(family)
+        if known is not None and (known.__module__, known.__qualname__) != (cls.__module__, cls.__qualname__):
+            raise TypeError(f"family {family!r} already has its config {known.__qualname__}")
+        cls.family = family
+        _FAMILY_CONFIGS[family] = cls
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "FamilyConfig":
+        """From ``{"family": name, field: value, ...}`` (:meth:`to_dict`): on the base class, the
+        config of the named family; on a subclass, that class (``"family"`` may be left out,
+        else it must be the class's own). Unknown keys are an error naming them."""
+        data = dict(data)
+        family = data.pop("family", cls.family or None)
+        if cls is FamilyConfig:
+            if family not in _FAMILY_CONFIGS:
+                raise ValueError(f"unknown model family {family!r}; known: {sorted(_FAMILY_CONFIGS)}")
+            return _FAMILY_CONFIGS[family].from_dict(data)
+        if family != cls.family:
+            raise ValueError(f"{cls.__name__}: settings of the {family!r} family, not {cls.family!r}")
+        return _from_fields(cls, data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``{"family": name, **fields}`` (tuples as lists)."""
+        return {"family": self.family, **json.loads(json.dumps(dataclasses.asdict(self), default=str))}
+
+
+@dataclass
+class RegressionConfig(FamilyConfig, family="regression"):
+    """Coordinate regression: ``mnv2``, ``efficientnet_b0`` / ``efficientnet_b3``
+    (:func:`acrloss.models.build_regressor`)."""
+
+    alpha: float = 1.0  # MobileNetV2 width multiplier (EfficientNet's width is fixed: 1.0 only)
+    head: str = Head.GAP.value  # gap | spatial (see acrloss.models.regressor)
+
+    def __post_init__(self) -> None:
+        self.alpha = _number("RegressionConfig", "alpha", self.alpha, 0.0, strict=True)
+        self.head = Head.parse(self.head).value
+
+
+@dataclass
+class HeatmapConfig(FamilyConfig, family="heatmap"):
+    """Heatmap models: ``mnv2_heatmap`` (:func:`acrloss.models.heatmap.build_heatmap_model`;
+    the loss is the heatmap MSE, the ACR curriculum does not apply)."""
+
+    alpha: float = 1.0  # MobileNetV2 width multiplier
+    size: int | None = None  # side of the heatmaps, ceil(input/32) times a power of two; None: input/4
+    sigma: float | None = None  # Gaussian sigma in heatmap cells; None: acrloss.models.heatmap.default_sigma
+    decoder: str = Decoder.KEYPOSS.value  # the in-model decoder (validation NME, best.h5)
+    fg_weight: float = 10.0  # heatmap MSE weight 1 + w * target (w = 0: plain MSE)
+
+    def __post_init__(self) -> None:
+        self.alpha = _number("HeatmapConfig", "alpha", self.alpha, 0.0, strict=True)
+        if self.size is not None and (isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 1):
+            raise ValueError(f"HeatmapConfig.size must be an integer >= 1 (or None: input/4), got {self.size!r}")
+        if self.sigma is not None:
+            self.sigma = _number("HeatmapConfig", "sigma", self.sigma, 0.0, strict=True)
+        self.decoder = Decoder.parse(self.decoder).value
+        self.fg_weight = _number("HeatmapConfig", "fg_weight", self.fg_weight, 0.0, strict=False)
+
+
+@dataclass
+class MusicaConfig(FamilyConfig, family="musica"):
+    """MuSiCa (:mod:`acrloss.models.musica`): the weight of the per-stage error-prediction
+    term and the cascade's architecture (:func:`acrloss.models.musica.build_musica` keywords,
+    :meth:`model_options`; its input size is ``TrainConfig.crop.input_size``)."""
+
+    error_weight: float = 0.1  # weight of the per-stage error-prediction term of the loss
     stage_levels: tuple[int, ...] = (2, 1, 0, 0)  # pyramid level per stage (0 full size, 1 half, 2 quarter)
     stage_points: tuple = ("coarse", "half", "all", "all")  # per stage "all" | "half" | "coarse" | point indices
     patch_size: int = 12  # encoder patch side P (a multiple of 4); P + 2 pixels are sampled
@@ -432,6 +573,7 @@ class MusicaConfig:
                 raise ValueError(f"MusicaConfig.{name} must be a non-empty list of integers >= {minimum}, got {value!r}")
             return values
 
+        self.error_weight = _number("MusicaConfig", "error_weight", self.error_weight, 0.0, strict=False)
         self.stage_levels = ints("stage_levels", self.stage_levels, 0)
         self.channels = ints("channels", self.channels, 1)
         if len(self.channels) != 2:
@@ -449,58 +591,105 @@ class MusicaConfig:
                 raise ValueError(f"MusicaConfig.{name} must be true or false, got {getattr(self, name)!r}")
 
     @classmethod
-    def from_options(cls, options: "MusicaConfig | dict | None") -> "MusicaConfig":
-        """A config from a dict of fields (``config.json``, the ``--musica-option`` flags)."""
-        if isinstance(options, cls):
-            return options
-        options = dict(options or {})
-        known = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(options) - set(known))
-        if unknown:
-            raise ValueError(f"musica_options: unknown keys {unknown}; known: {known}")
-        return cls(**options)
+    def architecture_fields(cls) -> list[str]:
+        """The fields that are :func:`acrloss.models.musica.build_musica` keywords (all but ``error_weight``)."""
+        return [f.name for f in dataclasses.fields(cls) if f.name != "error_weight"]
 
     def model_options(self) -> dict:
         """The :func:`acrloss.models.musica.build_musica` keywords (all but ``input_size``)."""
-        return dataclasses.asdict(self)
+        return {name: getattr(self, name) for name in self.architecture_fields()}
+
+
+# -- reading configs written before the nested loss / family configs (issue 14) --------------
+#: their loss settings: old name -> LossConfig field
+_FLAT_LOSS = {"loss": "name", "acr_lambda": "acr_lambda", "acr_scale": "acr_scale"}
+#: their family settings with the old defaults (another family's setting at its default is dropped)
+_FLAT_FAMILY_DEFAULTS: dict[str, Any] = {"alpha": 1.0, "head": "gap", "heatmap_size": None, "heatmap_sigma": None,
+                                         "decoder": "keyposs", "heatmap_fg_weight": 10.0, "musica_error_weight": 0.1,
+                                         "musica_options": {}}
+#: per family: old name -> field of its config ("musica_options" held a dict of MusicaConfig fields)
+_FLAT_FAMILY_FIELDS: dict[str, dict[str, str]] = {
+    "regression": {"alpha": "alpha", "head": "head"},
+    "heatmap": {"alpha": "alpha", "heatmap_size": "size", "heatmap_sigma": "sigma", "decoder": "decoder",
+                "heatmap_fg_weight": "fg_weight"},
+    "musica": {"musica_error_weight": "error_weight", "musica_options": "*"},
+}
+#: the architectures of that time -> their family
+_FLAT_ARCH_FAMILY = {"mnv2": "regression", "efficientnet_b0": "regression", "efficientnet_b3": "regression",
+                     "mnv2_heatmap": "heatmap", "musica": "musica"}
+
+
+def is_flat_settings(data: Mapping[str, Any]) -> bool:
+    """Whether ``data`` are the flat settings of a run or shipped model from before the nested
+    loss / family configs (``loss`` a name, ``alpha``, ``heatmap_size`` ... beside the common
+    settings); :meth:`TrainConfig.from_dict` reads both."""
+    return ("loss" in data and not isinstance(data["loss"], Mapping)) or any(
+        name in data for name in (*_FLAT_LOSS, *_FLAT_FAMILY_DEFAULTS) if name != "loss")
+
+
+def _at_old_default(name: str, value: Any) -> bool:
+    """Whether a flat family setting holds its old default (``musica_options``: ``{}`` or every
+    MusicaConfig field at its default, as older and newer flat configs wrote it)."""
+    if name == "musica_options":
+        return MusicaConfig.from_dict(value or {}) == MusicaConfig()
+    return value == _FLAT_FAMILY_DEFAULTS[name]
+
+
+def _nest_flat_settings(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Flat settings (:func:`is_flat_settings`) in the nested form: the loss settings under
+    ``"loss"``, those of the architecture's family under ``"model"``; another family's setting
+    away from its old default is a :class:`TaskConfigError`."""
+    data = dict(data)
+    if isinstance(data.get("loss"), Mapping) or "model" in data:
+        raise ValueError("TrainConfig: the settings mix the flat form (alpha, heatmap_size ...) with the nested one "
+                         "(loss / model sections)")
+    loss = {new: data.pop(old) for old, new in _FLAT_LOSS.items() if old in data}
+    flat = {name: data.pop(name) for name in _FLAT_FAMILY_DEFAULTS if name in data}
+    arch = str(data.get("arch", ModelArch.MNV2.value)).lower()
+    if arch not in _FLAT_ARCH_FAMILY:
+        raise ValueError(f"TrainConfig: flat settings (from before the family configs) of an unknown architecture {arch!r}")
+    family = _FLAT_ARCH_FAMILY[arch]
+    own = _FLAT_FAMILY_FIELDS[family]
+    model: dict[str, Any] = {"family": family}
+    foreign = []
+    for name, value in flat.items():
+        if own.get(name) == "*":
+            model.update(value or {})
+        elif name in own:
+            model[own[name]] = value
+        elif not _at_old_default(name, value):
+            foreign.append(name)
+    if foreign:
+        raise TaskConfigError(f"setting(s) {foreign} do not apply to arch {arch!r}")
+    return {**data, "loss": loss, "model": model}
 
 
 @dataclass
 class TrainConfig:
-    """Everything a training run depends on."""
+    """Everything a training run depends on: the common settings, the loss (:class:`LossConfig`)
+    and the model family's own settings (``model``, a :class:`FamilyConfig`)."""
 
     arch: str = ModelArch.MNV2.value
     dataset: str = DatasetName.w300.value
-    # acr | l2 | l1 (coordinate families) | heatmap_mse (heatmap family); None: the family's
-    # default (acr; heatmap_mse for mnv2_heatmap), resolved by the task (acrloss.tasks)
-    loss: str | None = None
+    loss: LossConfig = field(default_factory=LossConfig)
+    # the family config of the arch's task (acrloss.tasks.TASKS: RegressionConfig for mnv2 / efficientnet_*,
+    # HeatmapConfig for mnv2_heatmap, MusicaConfig for musica); None: that family's defaults, filled in by the
+    # task; another family's config is a TaskConfigError naming both
+    model: FamilyConfig | None = None
     epochs: int = 60
     batch_size: int = 32
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
     val_fraction: float = 0.1
     seed: int = 0
-    alpha: float = 1.0  # MobileNetV2 width
-    head: str = "gap"  # gap | spatial (see acrloss.models.regressor)
     start: str = "random"  # random | imagenet (MobileNetV2, converted torchvision weights) | a weights path
     # a full-model checkpoint (.h5, same arch and input size) whose weights replace the start,
     # e.g. to continue a finished run with a new schedule; recorded in config.json
     init_weights: str | None = None
     preprocessing: str | None = None  # unit | imagenet; None: imagenet for start=imagenet, else unit
-    acr_lambda: float = 1.0
-    acr_scale: float = 1.0  # ACR error scale s: the loss sees s·(target - prediction), see ACRLoss
     workers: int = 2  # threads decoding, cropping and augmenting (acrloss.data_prep.pipeline)
     image_cache_mb: int = 1024  # memory for decoded images, per sequence (training, validation; 0: none)
     max_train_faces: int | None = None
-    # arch mnv2_heatmap only (loss: heatmap MSE; `loss` and the ACR curriculum do not apply)
-    heatmap_size: int | None = None  # side of the heatmaps, ceil(input/32) times a power of two; None: input/4
-    heatmap_sigma: float | None = None  # Gaussian sigma in heatmap cells; None: acrloss.models.heatmap.default_sigma
-    decoder: str = "keyposs"  # argmax | quarter | dark | keyposs: the in-model decoder (validation NME, best.h5)
-    heatmap_fg_weight: float = 10.0  # heatmap MSE weight 1 + w * target (w = 0: plain MSE)
-    # arch musica only: weight of the per-stage error-prediction term; the architecture
-    # (MusicaConfig; a dict of its fields is accepted, e.g. {"hidden_units": 128})
-    musica_error_weight: float = 0.1
-    musica_options: MusicaConfig = field(default_factory=MusicaConfig)
     # user data only (dataset images / coco; acrloss.config.user_spec): the horizontal mirror
     # map (None: flips disabled, except 68 points, which default to the 300-W scheme) and the
     # NME normalization (a pair of point indices or "box"; None: "box")
@@ -526,15 +715,14 @@ class TrainConfig:
     precision: str = "float32"  # float32 | mixed_float16 | mixed_bfloat16 (loss and metrics stay float32)
 
     def __post_init__(self) -> None:
-        self.musica_options = MusicaConfig.from_options(self.musica_options)
+        if not isinstance(self.loss, LossConfig):
+            raise ValueError(f"TrainConfig.loss must be a LossConfig, got {self.loss!r}")
+        if self.model is not None and not isinstance(self.model, FamilyConfig):
+            raise ValueError(f"TrainConfig.model must be a family config (FamilyConfig) or None, got {self.model!r}")
         if isinstance(self.crop, dict):  # from config.json
             self.crop = CropConfig(**self.crop)
         if isinstance(self.curriculum, dict):
             self.curriculum = CurriculumConfig(**self.curriculum)
-        if self.loss is not None:
-            self.loss = LossName.parse(self.loss).value
-        self.head = Head.parse(self.head).value
-        self.decoder = Decoder.parse(self.decoder).value
         self.validate_recipe()
         self.devices = parse_devices(self.devices)
         if int(self.workers) < 1 or int(self.image_cache_mb) < 0:
@@ -542,17 +730,28 @@ class TrainConfig:
         self.precision = parse_precision(self.precision)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "TrainConfig":
-        """The config of a saved run: a ``config.json`` or the ``settings`` of a shipped
-        model's JSON (``pre_trained_models/*.json``), old ones included: fields added since
-        take their defaults, ``musica_options`` may be a dict, and fields no longer known are
-        an error naming them."""
-        data = dict(data)
+    def from_dict(cls, data: Mapping[str, Any]) -> "TrainConfig":
+        """The config of a saved run: a ``config.json`` (:meth:`to_dict`) or the ``settings`` of a
+        shipped model's JSON (``pre_trained_models/*.json``), old ones included: the flat settings
+        written before the nested loss / family configs (:func:`is_flat_settings`), fields added
+        since take their defaults; fields no longer known are an error naming them."""
+        data = _nest_flat_settings(data) if is_flat_settings(data) else dict(data)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"TrainConfig: unknown settings {unknown}")
+        if "loss" in data:
+            data["loss"] = LossConfig.from_dict(data["loss"])
+        if data.get("model") is not None:
+            data["model"] = FamilyConfig.from_dict(data["model"])
         return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready settings (``config.json``; tuples as lists): the common ones, ``"loss"`` and
+        ``"model"`` (tagged with its family); :meth:`from_dict` reads them back."""
+        data = json.loads(json.dumps(dataclasses.asdict(self), default=str))
+        data["model"] = None if self.model is None else self.model.to_dict()
+        return data
 
     def validate_recipe(self) -> None:
         """Check the issue-12 recipe settings (split, clipping, EMA); raises ``ValueError``."""

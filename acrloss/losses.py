@@ -1,10 +1,11 @@
-"""Landmark regression losses: ACR (Adaptive Coordinate-based Regression), L2 and L1.
+"""Landmark losses: ACR (Adaptive Coordinate-based Regression), L2 and L1 on coordinates, the
+MuSiCa cascade loss, and the heatmap MSE (:class:`HeatmapMSE`, on heatmaps).
 
 Only :mod:`keras.ops` is used, so every loss runs on any Keras 3 backend.
 
 Packing of ``y_true``
 ---------------------
-All losses take ``y_true`` of shape ``(B, 2·num_coords)``: the first ``num_coords``
+All coordinate losses take ``y_true`` of shape ``(B, 2·num_coords)``: the first ``num_coords``
 columns are the target coordinates ``[x0, y0, x1, y1, ...]``, the last ``num_coords``
 the per-coordinate difficulty ``Φ ∈ [0, 1]`` (see :func:`acrloss.pca_utility.difficulty`).
 :class:`L2Loss` and :class:`L1Loss` ignore ``Φ`` and also accept ``y_true`` of width
@@ -21,7 +22,7 @@ from keras import ops
 from acrloss.config import COORDINATE_LOSSES
 from acrloss.metrics import face_nme, norm_config, parse_norm
 
-__all__ = ["ACRLoss", "L2Loss", "L1Loss", "CascadeLoss", "get_loss", "LOSS_NAMES"]
+__all__ = ["ACRLoss", "L2Loss", "L1Loss", "CascadeLoss", "HeatmapMSE", "get_loss", "LOSS_NAMES"]
 
 #: the coordinate losses of :func:`get_loss`
 LOSS_NAMES = tuple(n.value for n in COORDINATE_LOSSES)
@@ -289,4 +290,47 @@ class CascadeLoss(keras.losses.Loss):
                        "error_weight": self.error_weight, "lambda_": self.lambda_,
                        "norm_points": norm_config(self.norm_points), "stage_weights": list(self.stage_weights),
                        "scale": self.scale})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="acrloss")
+class HeatmapMSE(keras.losses.Loss):
+    """Mean squared error between predicted and target heatmaps ``(B, h, w, N)``.
+
+    Per sample: the mean over all cells and channels of ``w · (ŷ − y)²`` with
+    ``w = 1 + foreground_weight · y`` (``foreground_weight = 0``: plain MSE; > 0 weighs the
+    cells under each Gaussian more than the background, which dominates small-σ maps).
+    ``keras.ops`` only.
+
+    Args:
+        foreground_weight: extra weight of the target's foreground (``≥ 0``).
+        name: loss name.
+        reduction: Keras reduction over the batch.
+        dtype: Keras loss dtype.
+    """
+
+    def __init__(self, foreground_weight: float = 0.0, name: str = "heatmap_mse",
+                 reduction: str | None = "sum_over_batch_size", dtype: Any = None) -> None:
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        if not foreground_weight >= 0:
+            raise ValueError(f"foreground_weight must be >= 0, got {foreground_weight!r}")
+        self.foreground_weight = float(foreground_weight)
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        """Per-sample weighted MSE, shape ``(B,)``."""
+        if len(y_pred.shape) != 4:
+            raise ValueError(f"HeatmapMSE: y_pred must be (B, h, w, N) heatmaps, got shape {tuple(y_pred.shape)}")
+        t_shape, p_shape = tuple(y_true.shape)[1:], tuple(y_pred.shape)[1:]
+        if len(t_shape) != 3 or any(a is not None and b is not None and a != b for a, b in zip(t_shape, p_shape)):
+            raise ValueError(f"HeatmapMSE: target heatmaps {tuple(y_true.shape)} do not match predictions {tuple(y_pred.shape)}")
+        y_true = ops.cast(y_true, y_pred.dtype)
+        err = ops.square(y_pred - y_true)
+        if self.foreground_weight:
+            err = err * (1.0 + self.foreground_weight * y_true)
+        return ops.mean(ops.reshape(err, (ops.shape(err)[0], -1)), axis=-1)
+
+    def get_config(self) -> dict[str, Any]:
+        """Serializable configuration (includes ``foreground_weight``)."""
+        config = super().get_config()
+        config.update({"foreground_weight": self.foreground_weight})
         return config

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from acrloss.config import CropConfig, DatasetName, dataset_spec
+from acrloss.config import CropConfig, DatasetName, Decoder, dataset_spec
 from acrloss.data_prep.datasets import available_subsets, read_folder
 from acrloss.data_prep.formats import LandmarkFileError, RejectedFile, rejected_summary
 from acrloss.io import atomic_write_bytes
@@ -212,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                                      "r.json -> r_ced.png, r_per_face.csv)")
     p.add_argument("--strict", action="store_true", help="fail (exit 1) on any bad sample instead of skipping and listing it")
     p.add_argument("--max-faces", type=int, default=None)
-    p.add_argument("--decoder", choices=["argmax", "quarter", "dark", "keyposs"], default=None,
+    p.add_argument("--decoder", choices=Decoder.choices(), default=None,
                    help="heatmap models: decode with this instead of the checkpoint's own decoder")
     a = p.parse_args(argv)
     if a.images is None and a.data_dir is None and a.dataset == DatasetName.w300.value:

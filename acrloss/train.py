@@ -23,15 +23,16 @@ import numpy as np
 
 from acrloss.callbacks import CurriculumCallback, cosine_lr
 from acrloss.checkpoint import CheckpointError, EpochCheckpoint, RunFolder, RunFolderError, render_log, summary_from
-from acrloss.config import (PRECISIONS, AugmentConfig, CropConfig, CurriculumConfig, DatasetName, Decoder, Head, LossName,
-                            ModelArch, MusicaConfig, TrainConfig, parse_devices)
+from acrloss.config import (PRECISIONS, AugmentConfig, CropConfig, CurriculumConfig, DatasetName, Decoder, FamilyConfig,
+                            HeatmapConfig, Head, LossConfig, LossName, ModelArch, MusicaConfig, RegressionConfig,
+                            TaskConfigError, TrainConfig, parse_devices)
 from acrloss.data_prep.datasets import load_split, train_val_split
 from acrloss.data_prep.formats import LandmarkFileError, RejectedFile, rejected_summary
 from acrloss.io import atomic_write_bytes
 from acrloss.data_prep.subsets import resolve_spec
 from acrloss.data_prep.pipeline import LandmarkSequence, normalized_labels
 from acrloss.pca_utility import PCAUtility, phi_table
-from acrloss.tasks import TASKS, Task, TaskConfigError, task_class
+from acrloss.tasks import TASKS, Task, task_class
 from acrloss import recipe
 from acrloss.data_prep.splits import check_split_dataset, loso_split
 from acrloss.distribution import DataParallel, precision_policy
@@ -84,7 +85,7 @@ class Train:
                 raise TypeError(f"Train: unknown setting {key!r}")
             else:
                 setattr(cfg, key, value)
-        cfg = dataclasses.replace(cfg)  # validate (and type: musica_options, devices="2" -> 2) what the overrides set
+        cfg = dataclasses.replace(cfg)  # validate (and type: devices="2" -> 2) what the overrides set
         self.config = cfg
         self.save_path = Path(save_path)
         self.data_dir = data_dir or (os.environ.get("ACRLOSS_300W") if cfg.dataset == DatasetName.w300.value else None)
@@ -97,7 +98,7 @@ class Train:
         #: annotated files the last data read skipped (file and reason)
         self.rejected: list[RejectedFile] = []
         #: the model family's task (acrloss.tasks.TASKS): model, loss, metrics, batches, monitored metric;
-        #: it resolves cfg.loss and refuses settings that do not apply to the family
+        #: it resolves cfg.loss and cfg.model and refuses settings that do not apply to the family
         self.task: Task = task_type(cfg, self.spec)
 
     # -- pieces ---------------------------------------------------------------------------
@@ -145,7 +146,7 @@ class Train:
         if cfg.start == "random":
             return None, cfg.preprocessing or "unit"
         if cfg.start == "imagenet":
-            if not self.task.imagenet_start or cfg.alpha != 1.0:
+            if not self.task.imagenet_start:
                 raise ValueError("start='imagenet' is available for MobileNetV2 with alpha=1.0 only")
             return str(imagenet_mnv2_weights()), cfg.preprocessing or "imagenet"
         return cfg.start, cfg.preprocessing or "unit"
@@ -240,7 +241,7 @@ class Train:
     def _train(self, resume: bool, extra_callbacks: Sequence[keras.callbacks.Callback], overwrite: bool) -> dict[str, Any]:
         cfg = self.config
         keras.utils.set_random_seed(cfg.seed)
-        folder = RunFolder(self.save_path, dataclasses.asdict(cfg), cfg.epochs)
+        folder = RunFolder(self.save_path, cfg.to_dict(), cfg.epochs)
         try:
             done, state = self._open_run_folder(folder, resume, overwrite)
         except Exception:
@@ -255,7 +256,7 @@ class Train:
             atomic_write_bytes(self.save_path / "summary.json", json.dumps(summary, indent=1).encode())
             return summary
         self.save_path.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(self.save_path / "config.json", json.dumps(dataclasses.asdict(cfg), indent=1, default=str).encode())
+        atomic_write_bytes(self.save_path / "config.json", json.dumps(cfg.to_dict(), indent=1).encode())
 
         train_samples, val_samples = self._samples()
         use_phi = self.task.uses_phi
@@ -314,18 +315,60 @@ class Train:
 
 def musica_option(item: str) -> tuple[str, Any]:
     """argparse type of ``--musica-option``: ``"hidden_units=128"`` -> ``("hidden_units", 128)``
-    (the value is JSON; a bare word is a string). The key must be a :class:`MusicaConfig` field."""
+    (the value is JSON; a bare word is a string). The key must be one of
+    :meth:`MusicaConfig.architecture_fields`."""
     key, sep, value = item.partition("=")
     key = key.strip()
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"{item!r}: expected KEY=VALUE")
-    known = [f.name for f in dataclasses.fields(MusicaConfig)]
+    known = MusicaConfig.architecture_fields()
     if key not in known:
-        raise argparse.ArgumentTypeError(f"{key!r}: unknown; choose from {known} (the input size is --input-size)")
+        raise argparse.ArgumentTypeError(f"{key!r}: unknown; choose from {known} "
+                                         "(the input size is --input-size, the error weight --musica-error-weight)")
     try:
         return key, json.loads(value)
     except json.JSONDecodeError:
         return key, value
+
+
+#: the train flags (argparse dest) that set a :class:`LossConfig` field
+LOSS_FLAGS: dict[str, str] = {"loss": "name", "acr_lambda": "acr_lambda", "acr_scale": "acr_scale"}
+#: per family config: the train flags (argparse dest) that set its fields; ``"*"``: a list of
+#: (field, value) pairs (``--musica-option``). A flag not given (``None``) leaves the config's
+#: default; one given for an arch of another family is an error (:func:`family_config`)
+FAMILY_FLAGS: dict[type[FamilyConfig], dict[str, str]] = {
+    RegressionConfig: {"alpha": "alpha", "head": "head"},
+    HeatmapConfig: {"alpha": "alpha", "heatmap_size": "size", "heatmap_sigma": "sigma", "decoder": "decoder",
+                    "heatmap_fg_weight": "fg_weight"},
+    MusicaConfig: {"musica_error_weight": "error_weight", "musica_option": "*"},
+}
+
+
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def loss_config(args: argparse.Namespace) -> LossConfig:
+    """The :class:`LossConfig` of the given :data:`LOSS_FLAGS` (the others keep its defaults)."""
+    return LossConfig(**{field: getattr(args, dest) for dest, field in LOSS_FLAGS.items() if getattr(args, dest) is not None})
+
+
+def family_config(arch: str, args: argparse.Namespace) -> FamilyConfig | None:
+    """The family config of ``arch``'s task from the given :data:`FAMILY_FLAGS`; a flag of
+    another family raises :class:`TaskConfigError` naming it."""
+    config_class = task_class(arch).config_class
+    own = FAMILY_FLAGS.get(config_class, {})  # (no config class: no flags)
+    given = {dest: getattr(args, dest) for flags in FAMILY_FLAGS.values() for dest in flags if getattr(args, dest) is not None}
+    foreign = sorted(_flag(dest) for dest in given if dest not in own)
+    if foreign:
+        raise TaskConfigError(f"{', '.join(foreign)}: not an option of --arch {arch} "
+                              f"(its own: {', '.join(_flag(d) for d in own) or 'none'})")
+    if config_class is None:
+        return None
+    fields: dict[str, Any] = {}
+    for dest, value in given.items():
+        fields.update(dict(value) if own[dest] == "*" else {own[dest]: value})
+    return config_class.from_dict(fields)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -339,27 +382,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--dataset images/coco: the mirror map, a JSON list or a file holding one ('none': flips off)")
     p.add_argument("--norm-points", nargs="+", default=None, metavar="A B | box",
                    help="--dataset images/coco: NME normalization, two point indices or 'box' (default: box)")
-    p.add_argument("--loss", default=d.loss, choices=LossName.choices(),
+    p.add_argument("--loss", default=None, choices=LossName.choices(),
                    help="default: the family's own (acr; heatmap_mse for mnv2_heatmap, its only loss)")
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.learning_rate)
     p.add_argument("--input-size", type=int, default=CropConfig.input_size)
-    p.add_argument("--alpha", type=float, default=d.alpha, help="MobileNetV2 width multiplier")
-    p.add_argument("--head", default=d.head, choices=Head.choices(), help="mnv2 / efficientnet: the regression head")
+    # the loss and family flags default to None: not given, the config's default (LOSS_FLAGS, FAMILY_FLAGS)
+    p.add_argument("--alpha", type=float, default=None, help="--arch mnv2 / mnv2_heatmap: MobileNetV2 width multiplier (default 1)")
+    p.add_argument("--head", default=None, choices=Head.choices(), help="mnv2 / efficientnet: the regression head (default gap)")
     p.add_argument("--start", default=d.start, help="random | imagenet (MobileNetV2) | a backbone weights file")
-    p.add_argument("--acr-lambda", type=float, default=d.acr_lambda)
+    p.add_argument("--acr-lambda", type=float, default=None, help="--loss acr: the ACR lambda (default 1)")
     p.add_argument("--init-weights", default=None,
                    help="start from the weights of this full-model .h5 (same arch and input size), e.g. a finished run's best.h5")
-    p.add_argument("--acr-scale", type=float, default=d.acr_scale,
-                   help="ACR error scale s (the loss sees s * error; coordinates span [-0.5, 0.5])")
-    p.add_argument("--heatmap-size", type=int, default=d.heatmap_size, help="--arch mnv2_heatmap: heatmap side (default input/4)")
-    p.add_argument("--heatmap-sigma", type=float, default=d.heatmap_sigma, help="--arch mnv2_heatmap: Gaussian sigma in cells (default by size)")
-    p.add_argument("--decoder", default=d.decoder, choices=Decoder.choices(), help="--arch mnv2_heatmap: in-model decoder")
-    p.add_argument("--heatmap-fg-weight", type=float, default=d.heatmap_fg_weight, help="--arch mnv2_heatmap: MSE weight 1 + w * target")
-    p.add_argument("--musica-error-weight", type=float, default=d.musica_error_weight,
-                   help="--arch musica: weight of the per-stage error-prediction loss")
-    p.add_argument("--musica-option", action="append", default=[], metavar="KEY=JSON", type=musica_option,
+    p.add_argument("--acr-scale", type=float, default=None,
+                   help="--loss acr: ACR error scale s (the loss sees s * error; coordinates span [-0.5, 0.5]; default 1)")
+    p.add_argument("--heatmap-size", type=int, default=None, help="--arch mnv2_heatmap: heatmap side (default input/4)")
+    p.add_argument("--heatmap-sigma", type=float, default=None, help="--arch mnv2_heatmap: Gaussian sigma in cells (default by size)")
+    p.add_argument("--decoder", default=None, choices=Decoder.choices(), help="--arch mnv2_heatmap: in-model decoder (default keyposs)")
+    p.add_argument("--heatmap-fg-weight", type=float, default=None, help="--arch mnv2_heatmap: MSE weight 1 + w * target (default 10)")
+    p.add_argument("--musica-error-weight", type=float, default=None,
+                   help="--arch musica: weight of the per-stage error-prediction loss (default 0.1)")
+    p.add_argument("--musica-option", action="append", default=None, metavar="KEY=JSON", type=musica_option,
                    help="--arch musica: a build_musica keyword, e.g. hidden_units=128 or 'stage_levels=[2,1,0]' (repeatable)")
     p.add_argument("--pca-levels", type=int, nargs="+", default=list(CurriculumConfig.levels))
     p.add_argument("--val-fraction", type=float, default=d.val_fraction)
@@ -391,16 +435,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     from acrloss.data_prep.user_options import parse_mirror, parse_norm_points
 
     user_mirror, user_norm = parse_mirror(a.mirror), parse_norm_points(a.norm_points)
-    try:
-        musica = MusicaConfig.from_options(dict(a.musica_option))
+    try:  # the loss and family flags (an option of another family or loss is an error)
+        loss, model = loss_config(a), family_config(a.arch, a)
     except ValueError as exc:
-        parser.error(f"--musica-option: {exc}")
+        parser.error(str(exc))
     cfg = TrainConfig(
-        loss=a.loss, epochs=a.epochs, batch_size=a.batch_size, learning_rate=a.lr, val_fraction=a.val_fraction,
-        seed=a.seed, alpha=a.alpha, head=a.head, start=a.start, init_weights=a.init_weights, acr_lambda=a.acr_lambda, acr_scale=a.acr_scale, workers=a.workers, max_train_faces=a.max_train_faces,
+        loss=loss, model=model, epochs=a.epochs, batch_size=a.batch_size, learning_rate=a.lr, val_fraction=a.val_fraction,
+        seed=a.seed, start=a.start, init_weights=a.init_weights, workers=a.workers, max_train_faces=a.max_train_faces,
         devices=a.devices, precision=a.precision, image_cache_mb=a.image_cache_mb,
-        heatmap_size=a.heatmap_size, heatmap_sigma=a.heatmap_sigma, decoder=a.decoder, heatmap_fg_weight=a.heatmap_fg_weight,
-        musica_error_weight=a.musica_error_weight, musica_options=musica,
         crop=CropConfig(input_size=a.input_size),
         augment=AugmentConfig.none() if a.no_augment else AugmentConfig(),
         curriculum=CurriculumConfig(levels=tuple(a.pca_levels)),

@@ -27,6 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
+from acrloss.config import TrainConfig  # noqa: E402
 from acrloss.io import emit_json  # noqa: E402
 
 BUDGET = {"arch": "mnv2", "start": "imagenet", "input_size": 128, "epochs": 10, "batch_size": 32, "lr": 1e-3, "seed": 0}
@@ -65,14 +66,14 @@ def finished(run_dir: Path, name: str, budget: dict) -> bool:
     summary, config = run_dir / "summary.json", run_dir / "config.json"
     if not (summary.is_file() and config.is_file()):
         return False
-    c = json.loads(config.read_text())
+    c = TrainConfig.from_dict(json.loads(config.read_text()))  # older (flat) config.json files too
     s = settings(name)
     want = (s["loss"], budget["epochs"], budget["input_size"], budget["start"], budget["seed"])
-    got = (c["loss"], c["epochs"], c["crop"]["input_size"], c["start"], c["seed"])
+    got = (c.loss.name, c.epochs, c.crop.input_size, c.start, c.seed)
     if want != got:
         return False
     if s["loss"] == "acr":
-        return (float(c.get("acr_scale", 1.0)), float(c["acr_lambda"]), list(c["curriculum"]["levels"])) == (
+        return (c.loss.acr_scale, c.loss.acr_lambda, list(c.curriculum.levels)) == (
             s["acr_scale"], s["acr_lambda"], s["pca_levels"])
     return True
 

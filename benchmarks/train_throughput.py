@@ -75,9 +75,12 @@ def measure_arch(arch: str, args: argparse.Namespace, devices: int) -> dict:
     from acrloss.config import AugmentConfig
     from acrloss.data_prep.pipeline import LandmarkSequence
     from acrloss.distribution import precision_policy
+    from acrloss.tasks import task_class
     from acrloss.train import Train
 
-    common = dict(input_size=args.input_size, alpha=args.alpha, batch_size=args.batch_size, max_train_faces=args.faces,
+    # --alpha: the width of the arch's family config (None: its defaults; a family without a width refuses it)
+    model = task_class(arch).config_class(alpha=args.alpha) if args.alpha != 1.0 else None
+    common = dict(input_size=args.input_size, model=model, batch_size=args.batch_size, max_train_faces=args.faces,
                   val_fraction=0.05, workers=args.workers, devices=devices, epochs=2, augment=AugmentConfig(), seed=0)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Train(arch, "300w", Path(tmp) / "run", args.data_dir, **common)
@@ -87,8 +90,8 @@ def measure_arch(arch: str, args: argparse.Namespace, devices: int) -> dict:
         # the pipeline alone
         cfg = trainer.config
         seq = LandmarkSequence(train_samples, cfg.crop, batch_size=cfg.batch_size, augment=cfg.augment,
-                               mirror=trainer.spec.mirror, shuffle=True, workers=cfg.workers, codec=trainer.codec,
-                               cache_bytes=cfg.image_cache_mb << 20)
+                               mirror=trainer.spec.mirror, shuffle=True, workers=cfg.workers,
+                               cache_bytes=cfg.image_cache_mb << 20, **trainer.task.sequence_options())
         for name in ("cold", "cached"):
             start = time.perf_counter()
             images = sum(len(seq[i][0]) for i in range(len(seq)))
@@ -104,12 +107,8 @@ def measure_arch(arch: str, args: argparse.Namespace, devices: int) -> dict:
 
         # the train step alone: the compiled model on one prepared batch
         model = trainer.model
-        batch = seq[0]
-        if arch == "musica":
-            from acrloss.models.musica import DictTargets
-
-            batch = DictTargets(seq)[0]
-        if cfg.loss == "acr":  # ACR targets carry Φ: (B, 4N)
+        batch = trainer.task.wrap(seq)[0]  # e.g. MuSiCa: the targets for every output
+        if trainer.task.uses_phi:  # ACR targets carry Φ: (B, 4N)
             y = batch[1]
             batch = (batch[0], {k: np.concatenate([v, np.full_like(v, 0.5)], 1) for k, v in y.items()}
                      if isinstance(y, dict) else np.concatenate([y, np.full_like(y, 0.5)], 1))

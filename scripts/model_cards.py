@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from acrloss.config import TrainConfig
+
 #: the subsets reported in a card, in this order
 SUBSETS = ("common", "challenging", "full")
 
@@ -29,17 +31,17 @@ def render_card(meta: dict[str, Any]) -> str:
     for key in ("name", "settings", "results"):
         if key not in meta:
             raise ValueError(f"model JSON {meta.get('name', '?')!r} has no {key!r} entry")
-    name, settings, results = meta["name"], meta["settings"], meta["results"]
-    crop = settings.get("crop", {})
+    name, results = meta["name"], meta["results"]
+    settings = TrainConfig.from_dict(meta["settings"])  # flat (older) or nested settings
     lines = [f"# `{name}`", "",
              "Generated from `pre_trained_models/" + f"{name}.json` by `python scripts/model_cards.py`; "
              "do not edit by hand.", "",
              "| setting | value |", "|---|---|",
-             f"| architecture | `{settings.get('arch')}` |",
-             f"| loss | `{settings.get('loss')}` |",
-             f"| start | `{settings.get('start')}` |",
-             f"| input | {crop.get('input_size')} px, margin {crop.get('margin')} |",
-             f"| dataset | {meta.get('data', settings.get('dataset'))} |"]
+             f"| architecture | `{settings.arch}` |",
+             f"| loss | `{settings.loss.name}` |",
+             f"| start | `{settings.start}` |",
+             f"| input | {settings.crop.input_size} px, margin {settings.crop.margin} |",
+             f"| dataset | {meta.get('data', settings.dataset)} |"]
     size = meta.get("size")
     if size:
         lines.append(f"| parameters | {size['params']:,} |")

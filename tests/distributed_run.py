@@ -17,7 +17,9 @@ import json
 import os
 import sys
 
-SETTINGS = dict(arch="mnv2", dataset_name="images", input_size=32, alpha=0.35, head="gap", batch_size=8,
+from acrloss.config import RegressionConfig
+
+SETTINGS = dict(arch="mnv2", dataset_name="images", input_size=32, model=RegressionConfig(alpha=0.35, head="gap"), batch_size=8,
                 learning_rate=2e-3, val_fraction=0.2, workers=1, seed=3)
 
 

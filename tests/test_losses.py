@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import pytest
 
-from acrloss.losses import ACRLoss, L1Loss, L2Loss, get_loss
+from acrloss.losses import ACRLoss, HeatmapMSE, L1Loss, L2Loss, get_loss
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -237,6 +237,24 @@ def test_config_round_trip():
         obj = cls(num_coords=10)
         again = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(obj))
         assert isinstance(again, cls) and again.num_coords == 10
+
+
+def test_heatmap_mse_values():
+    rng = np.random.default_rng(0)
+    y = rng.uniform(0, 1, (2, 4, 4, 3)).astype(np.float32)
+    p = rng.uniform(0, 1, (2, 4, 4, 3)).astype(np.float32)
+    want = ((p - y) ** 2).reshape(2, -1).mean(axis=1).mean()
+    assert float(HeatmapMSE()(y, p)) == pytest.approx(want, rel=1e-5)
+    want_w = (((p - y) ** 2) * (1 + 4.0 * y)).reshape(2, -1).mean(axis=1).mean()
+    assert float(HeatmapMSE(foreground_weight=4.0)(y, p)) == pytest.approx(want_w, rel=1e-5)
+    assert float(HeatmapMSE()(y, y)) == 0.0
+    with pytest.raises(ValueError, match="do not match"):
+        HeatmapMSE()(y[:, :2], p)
+    with pytest.raises(ValueError, match="foreground_weight"):
+        HeatmapMSE(foreground_weight=-1)
+    loss = HeatmapMSE(foreground_weight=3.0)
+    assert HeatmapMSE.from_config(loss.get_config()).foreground_weight == 3.0
+    assert keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss)).foreground_weight == 3.0
 
 
 def test_get_loss():

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from acrloss import AugmentConfig
-from acrloss.config import TrainConfig
+from acrloss.config import LossConfig, RegressionConfig, TrainConfig
 from acrloss.data_prep.splits import loso_split
 from acrloss.recipe import build_optimizer, check_resume
 from acrloss.train import Train
 
-SMALL = dict(input_size=64, alpha=0.35, batch_size=16, augment=AugmentConfig.none(), workers=1)
+SMALL = dict(input_size=64, model=RegressionConfig(alpha=0.35), batch_size=16, augment=AugmentConfig.none(), workers=1)
 
 
 def trainable(model) -> list[np.ndarray]:
@@ -81,7 +81,7 @@ class Watch(keras.callbacks.Callback):
 def test_clip_and_ema_saved_and_survive_resume(w300_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("ACRLOSS_QUIET", "1")
     save = tmp_path / "ema_run"
-    settings = dict(arch="mnv2", dataset_name="300w", save_path=save, data_dir=w300_dir, loss="acr", epochs=3,
+    settings = dict(arch="mnv2", dataset_name="300w", save_path=save, data_dir=w300_dir, loss=LossConfig("acr"), epochs=3,
                     max_train_faces=40, learning_rate=2e-3, clip_global_norm=0.5, ema_momentum=0.7, **SMALL)
     first = Watch(kill_epoch=1)
     with pytest.raises(Interrupt):

@@ -73,6 +73,15 @@ def test_cli_needs_a_data_source(tiny_model_path, monkeypatch):
         evaluation.main(["--model", str(tiny_model_path)])
 
 
+def test_cli_decoder_choices_are_the_decoder_enum(capsys):
+    from acrloss.config import Decoder
+
+    with pytest.raises(SystemExit) as exc:
+        evaluation.main(["--model", "m.h5", "--decoder", "softargmax"])
+    assert exc.value.code == 2
+    assert f"choose from {', '.join(map(repr, Decoder.choices()))}" in capsys.readouterr().err
+
+
 def test_cli_bad_model_path_names_it(three_faces, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         evaluation.main(["--model", str(tmp_path / "no_model_here.h5"), "--images", str(three_faces)])

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from acrloss import AugmentConfig
-from acrloss.config import CropConfig
+from acrloss.config import CropConfig, LossConfig, RegressionConfig
 from acrloss.data_prep.crop import denormalize
 from acrloss.data_prep.datasets import w300_subset
 from acrloss.data_prep.pipeline import LandmarkSequence
@@ -20,7 +20,7 @@ from acrloss.train import Train
 
 pytestmark = pytest.mark.slow
 
-SMALL = dict(input_size=64, alpha=0.35, batch_size=16, augment=AugmentConfig.none(), workers=1)
+SMALL = dict(input_size=64, model=RegressionConfig(alpha=0.35), batch_size=16, augment=AugmentConfig.none(), workers=1)
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def trained_run(w300_dir, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ACRLOSS_QUIET", "1")
         save = tmp_path_factory.mktemp("run")
-        trainer = Train(arch="mnv2", dataset_name="300w", save_path=save, data_dir=w300_dir, loss="acr", epochs=4,
+        trainer = Train(arch="mnv2", dataset_name="300w", save_path=save, data_dir=w300_dir, loss=LossConfig("acr"), epochs=4,
                         max_train_faces=112, learning_rate=2e-3, **SMALL)
         summary = trainer.train()
     return save, summary
@@ -56,7 +56,7 @@ def test_short_training_run_lowers_the_loss(trained_run):
     for level in (80, 85, 90, 95):
         assert (save / "pca" / f"300w_pca{level}_eigenvectors.npy").is_file()
     config = json.loads((save / "config.json").read_text())
-    assert config["crop"]["input_size"] == 64 and config["loss"] == "acr" and config["epochs"] == 4
+    assert config["crop"]["input_size"] == 64 and config["loss"]["name"] == "acr" and config["epochs"] == 4
     with open(save / "log.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]
@@ -136,7 +136,7 @@ class Recorder(keras.callbacks.Callback):
 def test_interrupted_run_resumes_without_redoing_epochs(w300_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("ACRLOSS_QUIET", "1")
     save = tmp_path / "resume"
-    settings = dict(arch="mnv2", dataset_name="300w", save_path=save, data_dir=w300_dir, loss="acr", epochs=3,
+    settings = dict(arch="mnv2", dataset_name="300w", save_path=save, data_dir=w300_dir, loss=LossConfig("acr"), epochs=3,
                     max_train_faces=40, learning_rate=2e-3, **SMALL)
     kill = KillAfterEpoch(1)
     with pytest.raises(Interrupt):
@@ -182,7 +182,7 @@ def test_cli_passes_the_acr_knobs_to_the_config(monkeypatch, tmp_path):
     train_module.main(["--data-dir", str(tmp_path), "--save-path", str(tmp_path / "run"), "--loss", "acr",
                        "--acr-scale", "8", "--acr-lambda", "4", "--pca-levels", "95", "--resume"])
     cfg = seen["config"]
-    assert (cfg.acr_scale, cfg.acr_lambda, tuple(cfg.curriculum.levels), seen["resume"]) == (8.0, 4.0, (95,), True)
+    assert (cfg.loss, tuple(cfg.curriculum.levels), seen["resume"]) == (LossConfig("acr", 4.0, 8.0), (95,), True)
 
 
 def test_init_weights_start_from_a_finished_run(trained_run, w300_dir, tmp_path):
@@ -203,4 +203,4 @@ def test_init_weights_start_from_a_finished_run(trained_run, w300_dir, tmp_path)
               init_weights=str(tmp_path / "nowhere.h5"), **SMALL).build_model()
     with pytest.raises(ValueError, match="best.h5"):
         Train(arch="mnv2", dataset_name="300w", save_path=tmp_path / "y", data_dir=w300_dir,
-              init_weights=str(best), **dict(SMALL, alpha=1.0)).build_model()
+              init_weights=str(best), **dict(SMALL, model=RegressionConfig(alpha=1.0))).build_model()

@@ -20,6 +20,7 @@ from dataset_fixtures import WFLW_FLAGS, build_cofw_official, build_mmpose_coco,
 
 from acrloss import AugmentConfig
 from acrloss import test as evaluation  # not "Test": pytest would collect it
+from acrloss.config import HeatmapConfig, LossConfig, MusicaConfig, RegressionConfig
 from acrloss.data_prep.datasets import load_split
 from acrloss.train import Train
 
@@ -30,10 +31,10 @@ ATTRIBUTES = ("pose", "expression", "illumination", "makeup", "occlusion", "blur
 #: tiny settings per architecture (input 64 px, two epochs); the heatmap family has its own loss
 #: (a coordinate loss given for it is an error, see tests/tasks)
 ARCHS = {
-    "mnv2": dict(alpha=0.35, loss="acr"),
-    "musica": dict(loss="acr", musica_options={"stage_levels": [1, 0], "stage_points": ["coarse", "all"], "patch_size": 8,
-                                   "channels": [4, 8], "hidden_units": 32}),
-    "mnv2_heatmap": dict(alpha=0.35, heatmap_size=4, heatmap_sigma=1.0),
+    "mnv2": dict(model=RegressionConfig(alpha=0.35), loss=LossConfig("acr")),
+    "musica": dict(loss=LossConfig("acr"), model=MusicaConfig(stage_levels=(1, 0), stage_points=("coarse", "all"), patch_size=8,
+                                                              channels=(4, 8), hidden_units=32)),
+    "mnv2_heatmap": dict(model=HeatmapConfig(alpha=0.35, size=4, sigma=1.0)),
 }
 CLI_OPTIONS = {
     "mnv2": ["--alpha", "0.35", "--loss", "acr"],
@@ -80,7 +81,7 @@ def test_two_epochs_and_test_on_98_points_tensorflow(arch, wflw98, tmp_path, mon
     config = json.loads((save / "config.json").read_text())
     assert config["dataset"] == "wflw" and config["augment"]["flip_prob"] == 0.5  # WFLW has a mirror map: flips stay on
     if arch != "mnv2_heatmap":  # the heatmap model has its own loss; ACR drives the coordinate models
-        assert config["loss"] == "acr" and "pca_percent" in summary["history"]
+        assert config["loss"]["name"] == "acr" and "pca_percent" in summary["history"]
         assert (save / "pca" / "wflw_pca80_eigenvectors.npy").is_file()
     model_path = save / "best.h5"
     assert model_path.is_file()

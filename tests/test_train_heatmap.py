@@ -18,7 +18,7 @@ import pytest
 
 from acrloss import AugmentConfig
 from acrloss import test as evaluation  # not "Test": pytest would collect it
-from acrloss.config import CropConfig, ModelArch
+from acrloss.config import CropConfig, HeatmapConfig, ModelArch
 from acrloss.data_prep.crop import denormalize
 from acrloss.data_prep.datasets import w300_subset
 from acrloss.data_prep.pipeline import LandmarkSequence
@@ -30,7 +30,7 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 SETTINGS = dict(arch=ModelArch.MNV2_HEATMAP, dataset_name="300w", epochs=2, max_train_faces=48, learning_rate=2e-3,
-                input_size=64, alpha=0.35, batch_size=16, workers=1, heatmap_size=4, heatmap_sigma=1.0,
+                input_size=64, model=HeatmapConfig(alpha=0.35, size=4, sigma=1.0), batch_size=16, workers=1,
                 augment=AugmentConfig(occlusion_prob=0.0, blur_prob=0.0))
 
 
@@ -83,8 +83,8 @@ def test_run_resumes_and_logs_the_landmark_nme(heatmap_run):
     assert meta["monitor"] == "val_landmarks_nme"
     assert meta["best"] == pytest.approx(min(float(r["val_landmarks_nme"]) for r in rows))
     config = json.loads((save / "config.json").read_text())
-    assert (config["arch"], config["heatmap_size"], config["heatmap_sigma"], config["decoder"], config["loss"],
-            config["heatmap_fg_weight"]) == ("mnv2_heatmap", 4, 1.0, "keyposs", "heatmap_mse", 10.0)
+    assert config["arch"] == "mnv2_heatmap" and config["loss"]["name"] == "heatmap_mse"
+    assert config["model"] == {"family": "heatmap", "alpha": 0.35, "size": 4, "sigma": 1.0, "decoder": "keyposs", "fg_weight": 10.0}
     assert not (save / "pca").exists()  # no ACR curriculum / PCA tables for the heatmap arch
     assert not (save / "backup").exists()
 
@@ -154,7 +154,7 @@ def test_train_parser_has_the_heatmap_flags():
 
 def test_unreachable_heatmap_size_fails_before_training(w300_dir, tmp_path):
     with pytest.raises(ValueError, match="heatmap_size 3"):
-        Train(save_path=tmp_path, data_dir=w300_dir, **{**SETTINGS, "heatmap_size": 3}).build_model()
+        Train(save_path=tmp_path, data_dir=w300_dir, **{**SETTINGS, "model": HeatmapConfig(alpha=0.35, size=3)}).build_model()
 
 
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")

@@ -1,5 +1,6 @@
-r"""Heatmap landmark model (MobileNetV2 + a small upsampling/downsampling head), its loss,
-and the switchable in-model decoder (argmax, quarter offset, DARK, KeyPosS).
+r"""Heatmap landmark model (MobileNetV2 + a small upsampling/downsampling head) and the
+switchable in-model decoder (argmax, quarter offset, DARK, KeyPosS); its loss is
+:class:`acrloss.losses.HeatmapMSE`.
 
 ::
 
@@ -58,7 +59,6 @@ from acrloss.codecs.heatmap import DECODERS, HeatmapCodec, HeatmapDecodeLayer
 
 __all__ = [
     "HeatmapLandmarks",
-    "HeatmapMSE",
     "build_heatmap_model",
     "default_sigma",
     "find_decode_layer",
@@ -110,50 +110,6 @@ class HeatmapLandmarks(HeatmapDecodeLayer):
                 f"(input {self.codec.input_size} / heatmap {self.codec.heatmap_size})"
             )
         self.codec = codec
-
-
-# --------------------------------------------------------------------------- loss
-@keras.saving.register_keras_serializable(package="acrloss")
-class HeatmapMSE(keras.losses.Loss):
-    """Mean squared error between predicted and target heatmaps ``(B, h, w, N)``.
-
-    Per sample: the mean over all cells and channels of ``w · (ŷ − y)²`` with
-    ``w = 1 + foreground_weight · y`` (``foreground_weight = 0``: plain MSE; > 0 weighs the
-    cells under each Gaussian more than the background, which dominates small-σ maps).
-    ``keras.ops`` only.
-
-    Args:
-        foreground_weight: extra weight of the target's foreground (``≥ 0``).
-        name: loss name.
-        reduction: Keras reduction over the batch.
-        dtype: Keras loss dtype.
-    """
-
-    def __init__(self, foreground_weight: float = 0.0, name: str = "heatmap_mse",
-                 reduction: str | None = "sum_over_batch_size", dtype: Any = None) -> None:
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
-        if not foreground_weight >= 0:
-            raise ValueError(f"foreground_weight must be >= 0, got {foreground_weight!r}")
-        self.foreground_weight = float(foreground_weight)
-
-    def call(self, y_true: Any, y_pred: Any) -> Any:
-        """Per-sample weighted MSE, shape ``(B,)``."""
-        if len(y_pred.shape) != 4:
-            raise ValueError(f"HeatmapMSE: y_pred must be (B, h, w, N) heatmaps, got shape {tuple(y_pred.shape)}")
-        t_shape, p_shape = tuple(y_true.shape)[1:], tuple(y_pred.shape)[1:]
-        if len(t_shape) != 3 or any(a is not None and b is not None and a != b for a, b in zip(t_shape, p_shape)):
-            raise ValueError(f"HeatmapMSE: target heatmaps {tuple(y_true.shape)} do not match predictions {tuple(y_pred.shape)}")
-        y_true = ops.cast(y_true, y_pred.dtype)
-        err = ops.square(y_pred - y_true)
-        if self.foreground_weight:
-            err = err * (1.0 + self.foreground_weight * y_true)
-        return ops.mean(ops.reshape(err, (ops.shape(err)[0], -1)), axis=-1)
-
-    def get_config(self) -> dict[str, Any]:
-        """Serializable configuration (includes ``foreground_weight``)."""
-        config = super().get_config()
-        config.update({"foreground_weight": self.foreground_weight})
-        return config
 
 
 # --------------------------------------------------------------------------- model

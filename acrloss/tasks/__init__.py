@@ -1,18 +1,18 @@
 """One training task per model family (see :mod:`acrloss.tasks.base`), picked by architecture.
 
-A new family is one task module (a :class:`~acrloss.tasks.base.Task` subclass) plus one entry
-in :data:`TASKS` (docs/extending.md).
+A new family is one task module (a :class:`~acrloss.tasks.base.Task` subclass, with its own
+:class:`~acrloss.config.FamilyConfig` subclass for its settings) plus one entry in :data:`TASKS`
+(docs/extending.md).
 """
 from __future__ import annotations
 
-from acrloss.config import ModelArch
-from acrloss.tasks.base import FAMILY_OPTIONS, Task, TaskConfigError
+from acrloss.config import ModelArch, TaskConfigError
+from acrloss.tasks.base import Task
 from acrloss.tasks.heatmap import HeatmapTask
 from acrloss.tasks.musica import MusicaTask
 from acrloss.tasks.regression import RegressionTask
 
-__all__ = ["TASKS", "Task", "TaskConfigError", "FAMILY_OPTIONS", "task_class", "RegressionTask", "HeatmapTask",
-           "MusicaTask"]
+__all__ = ["TASKS", "Task", "TaskConfigError", "task_class", "RegressionTask", "HeatmapTask", "MusicaTask"]
 
 #: architecture name -> the task that trains it
 TASKS: dict[str, type[Task]] = {

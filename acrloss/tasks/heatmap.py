@@ -7,9 +7,10 @@ from typing import Any, Callable, Sequence
 
 import keras
 
-from acrloss.config import LossName
+from acrloss.config import HeatmapConfig, LossName
+from acrloss.losses import HeatmapMSE
 from acrloss.metrics import NMEMetric
-from acrloss.models.heatmap import HeatmapMSE, build_heatmap_model, train_codec
+from acrloss.models.heatmap import build_heatmap_model, train_codec
 from acrloss.tasks.base import Task
 
 #: the logged name of the landmark NME metric of a heatmap model (Keras prefixes the output name)
@@ -27,28 +28,31 @@ def training_objective(num_points: int, norm_points: "tuple[int, int] | str", fo
 
 
 class HeatmapTask(Task):
-    """``mnv2_heatmap``: ``alpha``, ``heatmap_size``, ``heatmap_sigma``, ``decoder``,
-    ``heatmap_fg_weight``; the loss is the heatmap MSE (the coordinate losses, ACR's Φ and the
-    PCA curriculum do not apply)."""
+    """``mnv2_heatmap`` (:class:`HeatmapConfig`: ``alpha``, heatmap ``size`` and ``sigma``,
+    ``decoder``, ``fg_weight``); the loss is the heatmap MSE (the coordinate losses, ACR's Φ and
+    the PCA curriculum do not apply)."""
 
-    options = ("alpha", "heatmap_size", "heatmap_sigma", "decoder", "heatmap_fg_weight")
+    config_class = HeatmapConfig
     losses = (LossName.HEATMAP_MSE,)
     monitor = NME_LOG_NAME
-    imagenet_start = True
 
     def check(self) -> None:
         super().check()
-        cfg = self.config
+        hm = self.config.model
         #: the one codec that encodes the targets and decodes inside the model
-        self.codec = train_codec(cfg.crop.input_size, cfg.heatmap_size, cfg.heatmap_sigma, cfg.decoder)
+        self.codec = train_codec(self.config.crop.input_size, hm.size, hm.sigma, hm.decoder)
+
+    @property
+    def imagenet_start(self) -> bool:
+        return self.config.model.alpha == 1.0
 
     def build_model(self, backbone_weights: str | None, preprocessing: str,
                     train_samples: Callable[[], Sequence[Any]]) -> keras.Model:
-        return build_heatmap_model(self.spec.num_points, alpha=self.config.alpha, backbone_weights=backbone_weights,
+        return build_heatmap_model(self.spec.num_points, alpha=self.config.model.alpha, backbone_weights=backbone_weights,
                                    preprocessing=preprocessing, codec=self.codec)
 
     def compile_arguments(self) -> dict[str, Any]:
-        return training_objective(self.spec.num_points, self.spec.norm_points, self.config.heatmap_fg_weight)
+        return training_objective(self.spec.num_points, self.spec.norm_points, self.config.model.fg_weight)
 
     def sequence_options(self) -> dict[str, Any]:
         return {"codec": self.codec}  # targets {"heatmaps", "landmarks"}

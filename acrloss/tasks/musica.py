@@ -65,9 +65,9 @@ def compile_arguments(num_points: int, norm_points: Sequence[int], num_stages: i
 
 
 def model_options(cfg: Any) -> dict[str, Any]:
-    """:func:`build_musica` keywords of a :class:`acrloss.config.TrainConfig`: its
-    ``musica_options`` (a :class:`MusicaConfig`) and the crop's input size."""
-    return {**MusicaConfig.from_options(cfg.musica_options).model_options(), "input_size": int(cfg.crop.input_size)}
+    """:func:`build_musica` keywords of a :class:`acrloss.config.TrainConfig`: the architecture
+    of its ``model`` (a :class:`MusicaConfig`) and the crop's input size."""
+    return {**cfg.model.model_options(), "input_size": int(cfg.crop.input_size)}
 
 
 def build_from_config(cfg: Any, num_points: int, train_samples: Sequence[Any]) -> keras.Model:
@@ -82,15 +82,15 @@ def build_from_config(cfg: Any, num_points: int, train_samples: Sequence[Any]) -
 
 def training_objective(cfg: Any, num_points: int, norm_points: Sequence[int]) -> dict[str, Any]:
     """``model.compile`` loss and metrics for a ``TrainConfig`` (see :func:`compile_arguments`)."""
-    stages = len(model_options(cfg)["stage_levels"])
-    return compile_arguments(num_points, norm_points, stages, cfg.loss, cfg.acr_lambda,
-                             float(cfg.musica_error_weight), float(cfg.acr_scale))
+    loss = cfg.loss
+    return compile_arguments(num_points, norm_points, len(cfg.model.stage_levels), loss.name, loss.acr_lambda,
+                             cfg.model.error_weight, loss.acr_scale)
 
 
 class MusicaTask(Task):
-    """``musica``: ``musica_options`` (the architecture) and ``musica_error_weight``; ACR, L2 or L1."""
+    """``musica`` (:class:`MusicaConfig`: the architecture and the error-prediction weight); ACR, L2 or L1."""
 
-    options = ("musica_error_weight", "musica_options")
+    config_class = MusicaConfig
     monitor = NME_LOG_NAME
 
     def build_model(self, backbone_weights: str | None, preprocessing: str,

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from acrloss.config import TrainConfig
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -19,7 +21,7 @@ def sweep():
     return module
 
 
-def fake_run(root: Path, name: str, sweep, best: float, **override) -> None:
+def fake_run(root: Path, name: str, sweep, best: float, flat: bool = False, **override) -> None:
     s = sweep.settings(name)
     b = dict(sweep.BUDGET, **override)
     run = root / name
@@ -27,6 +29,8 @@ def fake_run(root: Path, name: str, sweep, best: float, **override) -> None:
     config = {"loss": s["loss"], "epochs": b["epochs"], "crop": {"input_size": b["input_size"]}, "start": b["start"],
               "seed": b["seed"], "acr_scale": s["acr_scale"], "acr_lambda": s["acr_lambda"],
               "curriculum": {"levels": s["pca_levels"]}}
+    if not flat:  # as a run writes it now (nested loss settings)
+        config = TrainConfig.from_dict(config).to_dict()
     (run / "config.json").write_text(json.dumps(config))
     history = {"val_nme": [best + 3.0, best, best + 0.5]}
     (run / "summary.json").write_text(json.dumps({"best_val_nme": best, "best_epoch": 2, "val_faces": 201, "history": history}))
@@ -34,7 +38,7 @@ def fake_run(root: Path, name: str, sweep, best: float, **override) -> None:
 
 def test_finished_runs_are_collected_not_retrained(sweep, tmp_path, monkeypatch):
     for name, best in (("l2", 10.0), ("acr_s1", 9.0), ("acr_s8_l4", 8.0)):
-        fake_run(tmp_path, name, sweep, best)
+        fake_run(tmp_path, name, sweep, best, flat=name == "acr_s1")  # a run of older code: flat config.json
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was retrained")

@@ -1,5 +1,5 @@
 """Tests of acrloss.models.heatmap: head shapes for every heatmap size, the output contract,
-.h5 round trips, switching the decoder, the heatmap loss, and the jax backend.
+.h5 round trips, switching the decoder, and the jax backend (the heatmap loss: tests/test_losses.py).
 
 Expected values are computed here from the documented formulas (normalized
 ``n = (p + 0.5) / S − 0.5``, the Gaussian target, the MSE) or from the codec's own decode of
@@ -22,7 +22,6 @@ from acrloss.codecs import DECODERS, HeatmapCodec
 from acrloss.models import build_regressor, landmarks_from_output, load_model
 from acrloss.models.heatmap import (
     HeatmapLandmarks,
-    HeatmapMSE,
     build_heatmap_model,
     default_sigma,
     heatmap_codec,
@@ -107,14 +106,11 @@ def test_h5_round_trip_identical_outputs_and_codec(tiny, tmp_path):
     assert isinstance(layer, HeatmapLandmarks) and not layer.trainable_weights
 
 
-def test_layer_and_loss_configs_round_trip():
+def test_layer_config_round_trips():
     layer = HeatmapLandmarks(input_size=96, heatmap_size=12, sigma=1.25, decoder="dark", k=5, iterations=0,
                              linear_init=False, weighting="uniform", name="lm")
     clone = HeatmapLandmarks.from_config(layer.get_config())
     assert clone.codec == layer.codec and clone.name == "lm"
-    loss = HeatmapMSE(foreground_weight=3.0)
-    assert HeatmapMSE.from_config(loss.get_config()).foreground_weight == 3.0
-    assert keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss)).foreground_weight == 3.0
 
 
 @pytest.mark.parametrize("decoder", [d for d in DECODERS if d != "keyposs"])
@@ -153,21 +149,6 @@ def test_set_decoder_changes_keyposs_settings_and_refuses_bad_input(tiny):
     regressor = build_regressor("mnv2", 68, input_size=32, alpha=0.35)
     with pytest.raises(ValueError, match="no heatmap decode layer"):
         set_decoder(regressor, "argmax")
-
-
-def test_heatmap_mse_values():
-    rng = np.random.default_rng(0)
-    y = rng.uniform(0, 1, (2, 4, 4, 3)).astype(np.float32)
-    p = rng.uniform(0, 1, (2, 4, 4, 3)).astype(np.float32)
-    want = ((p - y) ** 2).reshape(2, -1).mean(axis=1).mean()
-    assert float(HeatmapMSE()(y, p)) == pytest.approx(want, rel=1e-5)
-    want_w = (((p - y) ** 2) * (1 + 4.0 * y)).reshape(2, -1).mean(axis=1).mean()
-    assert float(HeatmapMSE(foreground_weight=4.0)(y, p)) == pytest.approx(want_w, rel=1e-5)
-    assert float(HeatmapMSE()(y, y)) == 0.0
-    with pytest.raises(ValueError, match="do not match"):
-        HeatmapMSE()(y[:, :2], p)
-    with pytest.raises(ValueError, match="foreground_weight"):
-        HeatmapMSE(foreground_weight=-1)
 
 
 def test_train_codec_and_default_sigma():

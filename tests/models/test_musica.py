@@ -268,8 +268,10 @@ def test_cascade_loss_matches_numpy():
 
 
 def test_acr_scale_reaches_the_cascade_loss():
-    """``--acr-scale`` (TrainConfig.acr_scale) must change MuSiCa's loss as it changes ACRLoss."""
+    """``--acr-scale`` (LossConfig.acr_scale) must change MuSiCa's loss as it changes ACRLoss."""
     from types import SimpleNamespace
+
+    from acrloss.config import LossConfig, MusicaConfig
 
     from acrloss.losses import ACRLoss
     from acrloss.tasks.musica import training_objective
@@ -279,14 +281,15 @@ def test_acr_scale_reaches_the_cascade_loss():
     packed = np.concatenate([gt, RNG.uniform(0, 1, (3, 2 * n)).astype("float32")], axis=1)
     shapes = gt[:, None] + RNG.normal(0, 0.05, (3, 4, 2 * n)).astype("float32")
     y_pred = np.concatenate([shapes, np.zeros((3, 4, 1), "float32")], axis=-1)
-    cfg = SimpleNamespace(loss="acr", acr_lambda=4.0, acr_scale=8.0, musica_error_weight=0.0, musica_options={},
+    cfg = SimpleNamespace(loss=LossConfig("acr", acr_lambda=4.0, acr_scale=8.0), model=MusicaConfig(error_weight=0.0),
                           crop=SimpleNamespace(input_size=128))
     loss = training_objective(cfg, n, (36, 45))["loss"]["cascade"]
     assert loss.scale == 8.0 and loss.get_config()["scale"] == 8.0
     ref = np.mean([keras.ops.convert_to_numpy(ACRLoss(lambda_=4.0, scale=8.0, num_coords=2 * n)(packed, shapes[:, s]))
                    for s in range(4)])
     assert float(keras.ops.convert_to_numpy(loss(packed, y_pred))) == pytest.approx(ref, rel=1e-5)
-    unscaled = training_objective(SimpleNamespace(**{**vars(cfg), "acr_scale": 1.0}), n, (36, 45))["loss"]["cascade"]
+    unscaled = training_objective(SimpleNamespace(**{**vars(cfg), "loss": LossConfig("acr", acr_lambda=4.0)}), n,
+                                  (36, 45))["loss"]["cascade"]
     assert abs(float(keras.ops.convert_to_numpy(unscaled(packed, y_pred))) - ref) > 1e-3 * abs(ref)
     with pytest.raises(ValueError, match="ACR loss only"):
         CascadeLoss("l2", n, 4, scale=8.0)
@@ -360,11 +363,12 @@ def test_tiny_real_data_training_run_and_evaluation(w300_dir, tmp_path, monkeypa
     from acrloss.train import Train
 
     monkeypatch.setenv("ACRLOSS_QUIET", "1")
-    options = {"stage_levels": [1, 0], "stage_points": ["half", "all"], "patch_size": 8, "channels": [4, 8],
-               "hidden_units": 32}
-    trainer = Train(arch="musica", dataset_name="300w", save_path=tmp_path / "run", data_dir=w300_dir, loss="acr",
-                    epochs=2, max_train_faces=40, batch_size=16, input_size=64, augment=AugmentConfig.none(), workers=1,
-                    learning_rate=2e-3, musica_options=options)
+    from acrloss.config import LossConfig, MusicaConfig
+
+    options = MusicaConfig(stage_levels=(1, 0), stage_points=("half", "all"), patch_size=8, channels=(4, 8), hidden_units=32)
+    trainer = Train(arch="musica", dataset_name="300w", save_path=tmp_path / "run", data_dir=w300_dir,
+                    loss=LossConfig("acr"), epochs=2, max_train_faces=40, batch_size=16, input_size=64,
+                    augment=AugmentConfig.none(), workers=1, learning_rate=2e-3, model=options)
     summary = trainer.train()
     hist = summary["history"]
     assert len(hist["loss"]) == 2 and all(math.isfinite(v) for v in hist["loss"])
@@ -374,7 +378,7 @@ def test_tiny_real_data_training_run_and_evaluation(w300_dir, tmp_path, monkeypa
     meta = json.loads((tmp_path / "run" / "best.h5.json").read_text())
     assert meta["monitor"] == "val_landmarks_nme"
     config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert config["arch"] == "musica" and config["musica_options"]["hidden_units"] == 32
+    assert config["arch"] == "musica" and config["model"]["hidden_units"] == 32
     model = load_model(tmp_path / "run" / "best.h5")
     # the initial shape is the mean of the training faces' labels
     from acrloss.data_prep.pipeline import normalized_labels

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from acrloss import train as train_module
-from acrloss.checkpoint import CHECKPOINT, PREVIOUS, CheckpointError, RunFolderError, read_checkpoint
+from acrloss.checkpoint import CHECKPOINT, PREVIOUS, CheckpointError, RunFolderError, read_checkpoint, write_checkpoint
 from acrloss.config import AugmentConfig
 
 HERE = Path(__file__).resolve().parent
@@ -141,3 +141,42 @@ def test_resume_of_a_finished_older_run_touches_nothing(faces, tmp_path):
     summary = tiny(run, faces, epochs=2).train(resume=True)
     assert summary["status"] == "already finished" and summary["best_val_nme"] == 5.0
     assert snapshot(run) == before
+
+
+def flat_settings(config: dict, **changes) -> dict:
+    """``config`` (nested, as written now) in the flat form of runs started before the loss and
+    family configs were split out (every family's settings side by side, the others at their defaults)."""
+    flat = {k: v for k, v in config.items() if k not in ("loss", "model")}
+    model = {k: v for k, v in config["model"].items() if k != "family"}
+    flat.update(loss=config["loss"]["name"], acr_lambda=config["loss"]["acr_lambda"], acr_scale=config["loss"]["acr_scale"],
+                heatmap_size=None, heatmap_sigma=None, decoder="keyposs", heatmap_fg_weight=10.0, musica_error_weight=0.1,
+                musica_options={}, **model)
+    return {**flat, **changes}
+
+
+def test_a_run_started_before_the_family_configs_resumes(faces, tmp_path):
+    """A run whose checkpoint and config.json hold the old flat settings resumes with the same
+    settings (now nested) and still refuses other ones."""
+    run = tmp_path / "run"
+    tiny(run, faces, epochs=3).train()
+    state = read_checkpoint(run / PREVIOUS)  # after epoch 2 of 3
+    assert state.epoch == 2 and state.config["model"]["family"] == "regression"
+    old = flat_settings(state.config)
+    (run / CHECKPOINT).unlink()
+    (run / PREVIOUS).unlink()
+    state.config = old
+    write_checkpoint(run, state)
+    (run / "config.json").write_text(json.dumps(old))
+    summary = tiny(run, faces, epochs=3).train(resume=True)
+    assert len(summary["history"]["loss"]) == 1  # only the third epoch was run
+    assert read_checkpoint(run / CHECKPOINT).config["model"] == {"family": "regression", "alpha": 0.35, "head": "gap"}
+
+    other = tmp_path / "other"
+    shutil.copytree(run, other)
+    state = read_checkpoint(other / CHECKPOINT)
+    (other / CHECKPOINT).unlink()
+    (other / PREVIOUS).unlink()
+    state.config, state.epoch = flat_settings(state.config, alpha=1.0), 2
+    write_checkpoint(other, state)
+    with pytest.raises(CheckpointError, match="model"):
+        tiny(other, faces, epochs=3).train(resume=True)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from acrloss.config import RegressionConfig
+
 
 def make_faces(folder: Path, n: int = 20, size: int = 64, seed: int = 0) -> Path:
     """``n`` synthetic 68-point faces (an ellipse of points on textured noise) with
@@ -35,7 +37,7 @@ def make_faces(folder: Path, n: int = 20, size: int = 64, seed: int = 0) -> Path
     return folder
 
 
-SETTINGS = dict(arch="mnv2", dataset_name="images", input_size=32, alpha=0.35, head="gap", batch_size=8,
+SETTINGS = dict(arch="mnv2", dataset_name="images", input_size=32, model=RegressionConfig(alpha=0.35, head="gap"), batch_size=8,
                 learning_rate=2e-3, val_fraction=0.2, workers=1, seed=3)
 
 

@@ -43,6 +43,17 @@ def test_check_fails_when_a_figure_changes(tmp_path):
     assert "| common | 554 | 3.000 |" in cards.render_card(meta)
 
 
+def test_a_card_reads_the_nested_settings_of_newer_runs():
+    from acrloss.config import TrainConfig
+
+    cards = _cards_module()
+    meta = json.loads((ROOT / "pre_trained_models" / "mnv2_heatmap8_300w.json").read_text())
+    nested = dict(meta, settings=TrainConfig.from_dict(meta["settings"]).to_dict())
+    assert nested["settings"]["loss"]["name"] == "heatmap_mse"
+    card = cards.render_card(nested)
+    assert card == cards.render_card(meta) and "| loss | `heatmap_mse` |" in card
+
+
 def test_a_json_without_results_is_refused():
     cards = _cards_module()
     with pytest.raises(ValueError, match="results"):

@@ -1,9 +1,11 @@
-"""acrloss.tasks: the family table, per-family option checks, and a new (toy) family added
-with one task class plus one table entry, trained end to end by the unchanged ``Train``."""
+"""acrloss.tasks: the family table, per-family config checks, and a new (toy) family added
+with one task class (and its own config class) plus one table entry, trained end to end by the
+unchanged ``Train``."""
 from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,8 @@ import numpy as np
 import pytest
 
 from acrloss import AugmentConfig
-from acrloss.config import LossName, ModelArch
+from acrloss.config import (FamilyConfig, HeatmapConfig, LossConfig, LossName, ModelArch, MusicaConfig, RegressionConfig,
+                            TrainConfig)
 from acrloss.losses import get_loss
 from acrloss.metrics import NMEMetric
 from acrloss.tasks import TASKS, HeatmapTask, MusicaTask, RegressionTask, Task, TaskConfigError, task_class
@@ -38,53 +41,84 @@ def test_every_architecture_has_a_task_and_train_has_no_family_branch():
         assert family not in source, family
 
 
-@pytest.mark.parametrize("arch, settings, bad", [
-    ("musica", dict(head="spatial"), "head"),
-    ("musica", dict(alpha=0.5), "alpha"),
-    ("efficientnet_b0", dict(alpha=0.5), "alpha"),
-    ("mnv2", dict(heatmap_size=8), "heatmap_size"),
-    ("mnv2", dict(musica_options={"hidden_units": 32}), "musica_options"),
-    ("mnv2_heatmap", dict(head="spatial"), "head"),
-    ("mnv2_heatmap", dict(acr_scale=4.0), "acr_scale"),
-    ("mnv2", dict(loss="l2", acr_scale=4.0), "acr_scale"),
-    ("musica", dict(loss="l1", acr_lambda=2.0), "acr_lambda"),
+def test_each_family_declares_its_config_and_fills_in_its_defaults(tmp_path):
+    expected = {RegressionTask: RegressionConfig, HeatmapTask: HeatmapConfig, MusicaTask: MusicaConfig}
+    for arch, task in TASKS.items():
+        assert task.config_class is expected[task], arch
+        assert trainer(tmp_path, arch).config.model == expected[task]()  # None: the family's defaults
+    mine = RegressionConfig(alpha=0.5)
+    t = trainer(tmp_path, "mnv2", model=mine)
+    assert t.config.model is mine and t.task.build_model  # taken as given
+
+
+@pytest.mark.parametrize("arch, settings, named", [
+    ("musica", dict(model=RegressionConfig(head="spatial")), "RegressionConfig (the 'regression' family's settings) does not "
+                                                              "apply to arch 'musica', which takes MusicaConfig"),
+    ("mnv2", dict(model=HeatmapConfig(size=8)), "HeatmapConfig (the 'heatmap' family's settings) does not apply to arch "
+                                                "'mnv2', which takes RegressionConfig"),
+    ("mnv2_heatmap", dict(model=MusicaConfig()), "MusicaConfig (the 'musica' family's settings) does not apply to arch "
+                                                 "'mnv2_heatmap', which takes HeatmapConfig"),
+    ("efficientnet_b0", dict(model=RegressionConfig(alpha=0.5)), "['alpha'] does not apply to arch 'efficientnet_b0'"),
+    ("mnv2_heatmap", dict(loss=LossConfig(acr_scale=4.0)), "['acr_scale'] do not apply to loss 'heatmap_mse'"),
 ])
-def test_an_option_of_another_family_or_loss_is_an_error(tmp_path, arch, settings, bad):
-    with pytest.raises(TaskConfigError, match=re.escape(repr(bad))):
+def test_a_config_of_another_family_or_loss_is_an_error(tmp_path, arch, settings, named):
+    with pytest.raises(TaskConfigError, match=re.escape(named)):
         trainer(tmp_path, arch, **settings)
 
 
 def test_the_loss_is_the_familys_own(tmp_path):
-    assert trainer(tmp_path, "mnv2").config.loss == "acr"  # None: the family's default
-    assert trainer(tmp_path, "mnv2_heatmap").config.loss == "heatmap_mse"
-    assert trainer(tmp_path, "mnv2_heatmap", loss="heatmap_mse").config.loss == "heatmap_mse"  # old config.json
+    assert trainer(tmp_path, "mnv2").config.loss.name == "acr"  # None: the family's default
+    assert trainer(tmp_path, "mnv2_heatmap").config.loss.name == "heatmap_mse"
+    assert trainer(tmp_path, "mnv2_heatmap", loss=LossConfig("heatmap_mse")).config.loss.name == "heatmap_mse"
+    given = LossConfig(acr_scale=8.0)
+    assert trainer(tmp_path, "musica", loss=given).config.loss == LossConfig("acr", acr_scale=8.0)
+    assert given.name is None  # the caller's config is not changed
     for arch, loss in (("mnv2_heatmap", "l2"), ("mnv2", "heatmap_mse"), ("musica", "heatmap_mse")):
         with pytest.raises(TaskConfigError, match=f"loss '{loss}' does not apply to arch '{arch}'"):
-            trainer(tmp_path, arch, loss=loss)
-    with pytest.raises(ValueError, match="unknown loss 'huber'"):
-        trainer(tmp_path, "mnv2", loss="huber")
+            trainer(tmp_path, arch, loss=LossConfig(loss))
+    with pytest.raises(ValueError, match="TrainConfig.loss must be a LossConfig"):
+        trainer(tmp_path, "mnv2", loss="l2")
+
+
+def test_imagenet_start_needs_a_full_width_mobilenet(tmp_path):
+    assert trainer(tmp_path, "mnv2").task.imagenet_start and trainer(tmp_path, "mnv2_heatmap").task.imagenet_start
+    assert not trainer(tmp_path, "mnv2", model=RegressionConfig(alpha=0.5)).task.imagenet_start
+    assert not trainer(tmp_path, "efficientnet_b0").task.imagenet_start and not trainer(tmp_path, "musica").task.imagenet_start
+    with pytest.raises(ValueError, match="alpha=1.0 only"):
+        trainer(tmp_path, "mnv2_heatmap", model=HeatmapConfig(alpha=0.35), start="imagenet")._start()
 
 
 def test_acr_scale_reaches_musica_loss(tmp_path):
-    t = trainer(tmp_path, "musica", acr_scale=8.0, acr_lambda=2.0)
+    t = trainer(tmp_path, "musica", loss=LossConfig(acr_scale=8.0, acr_lambda=2.0))
     loss = t.task.compile_arguments()["loss"]["cascade"]
     assert (loss.scale, loss.lambda_) == (8.0, 2.0)
     assert t.task.monitor == "landmarks_nme" and t.task.uses_phi
 
 
 # --------------------------------------------------------------------------- a new family
+@dataclass
+class ToyConfig(FamilyConfig, family="toy"):
+    """The toy family's own settings."""
+
+    width: int = 4  # convolution filters
+
+    def __post_init__(self) -> None:
+        if isinstance(self.width, bool) or not isinstance(self.width, int) or self.width < 1:
+            raise ValueError(f"ToyConfig.width must be an integer >= 1, got {self.width!r}")
+
+
 class ToyTask(Task):
     """A toy family: a two-layer conv net regressing the coordinates, L2 loss, NME metric, and a
     batch adapter that scales the images to [0, 1] (so the hooks are seen to be used)."""
 
-    options = ()
+    config_class = ToyConfig
     losses = (LossName.L2,)
     wrapped = 0
 
     def build_model(self, backbone_weights, preprocessing, train_samples):
         s = self.config.crop.input_size
         inputs = keras.Input((s, s, 3), name="image")
-        x = keras.layers.Conv2D(4, 3, strides=4, activation="relu")(inputs)
+        x = keras.layers.Conv2D(self.config.model.width, 3, strides=4, activation="relu")(inputs)
         x = keras.layers.GlobalAveragePooling2D()(x)
         return keras.Model(inputs, keras.layers.Dense(self.spec.num_coords, name="landmarks")(x), name="toy")
 
@@ -117,12 +151,16 @@ def test_a_new_family_is_one_task_class_and_one_table_entry(w300_dir, tmp_path, 
     monkeypatch.setenv("ACRLOSS_QUIET", "1")
     monkeypatch.setitem(TASKS, "toy", ToyTask)  # the one table entry
     t = Train(arch="toy", dataset_name="300w", save_path=tmp_path / "toy", data_dir=w300_dir, epochs=1,
-              max_train_faces=24, batch_size=8, input_size=32, workers=1, augment=AugmentConfig.none())
-    assert isinstance(t.task, ToyTask) and t.config.loss == "l2"
+              max_train_faces=24, batch_size=8, input_size=32, workers=1, augment=AugmentConfig.none(),
+              model=ToyConfig(width=6))
+    assert isinstance(t.task, ToyTask) and t.config.loss.name == "l2"
     summary = t.train()
+    assert t.model.layers[1].filters == 6  # the family read its own config
     assert ToyTask.wrapped == 2  # training and validation batches went through the task
     assert len(summary["history"]["loss"]) == 1 and np.isfinite(summary["history"]["loss"][0])
     assert json.loads((tmp_path / "toy" / "best.h5.json").read_text())["monitor"] == "val_nme"
-    assert json.loads((tmp_path / "toy" / "config.json").read_text())["arch"] == "toy"
-    with pytest.raises(TaskConfigError, match="'alpha'"):  # the toy reads no family option
-        Train(arch="toy", dataset_name="300w", save_path=tmp_path / "x", data_dir=w300_dir, alpha=0.5)
+    written = json.loads((tmp_path / "toy" / "config.json").read_text())
+    assert written["arch"] == "toy" and written["model"] == {"family": "toy", "width": 6}
+    assert TrainConfig.from_dict(written).model == ToyConfig(width=6)  # read back by its family tag
+    with pytest.raises(TaskConfigError, match="RegressionConfig .* does not apply to arch 'toy', which takes ToyConfig"):
+        Train(arch="toy", dataset_name="300w", save_path=tmp_path / "x", data_dir=w300_dir, model=RegressionConfig())
