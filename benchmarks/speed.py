@@ -71,6 +71,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--e2e-threads", type=int, nargs="+", default=[1], help="thread counts end to end (default 1, as dlib)")
     p.add_argument("--e2e-runtimes", nargs="+", default=["tflite", "tflite-early-exit"],
                    help="runtimes timed end to end (default tflite tflite-early-exit)")
+    p.add_argument("--e2e-settings", nargs="+", default=["default", "single"], choices=["default", "single"],
+                   help="FaceAligner settings timed end to end: default (its refine/tta defaults) and/or single "
+                        "(refine=0, tta=False: one model call per face, as dlib's one predictor call)")
     p.add_argument("--export-dir", default="out/export", help="where the exports go (default out/export)")
     return p.parse_args(argv)
 
@@ -275,9 +278,13 @@ def main(argv: list[str] | None = None) -> dict:
             if meta["runtime"] not in a.e2e_runtimes:
                 continue
             for th in a.e2e_threads:
-                aligner = FaceAligner(make(th), detector=detector, calibration=calibration)
-                runners.append({"key": ("e2e", meta["name"], meta["runtime"], th), "fn": aligner.get_landmarks,
-                                "calls": rgbs, "per": 1, "meta": {**meta, "threads": th, "batch": "faces of a photo"}})
+                for setting in a.e2e_settings:
+                    options = {} if setting == "default" else {"refine": 0, "tta": False}
+                    aligner = FaceAligner(make(th), detector=detector, calibration=calibration, **options)
+                    photo_path = {"refine": aligner.refine, "tta": aligner.tta}
+                    runners.append({"key": ("e2e", meta["name"], meta["runtime"], th, setting), "fn": aligner.get_landmarks,
+                                    "calls": rgbs, "per": 1, "meta": {**meta, "threads": th, "batch": "faces of a photo",
+                                                                      "photo_path": photo_path}})
         log(f"end to end on {len(rgbs)} whole photos")
 
     # ---------------------------------------------------------------- timing
@@ -313,7 +320,7 @@ def main(argv: list[str] | None = None) -> dict:
                      "batch": r["meta"]["batch"], "what": "end_to_end" if e2e_row else "predictor",
                      "ms": round(m, 3), "ratio_to_dlib": round(m / ref, 3), "nme": r["meta"]["nme"],
                      "nme_faces": r["meta"]["nme_faces"],
-                     **{k: r["meta"][k] for k in ("threshold", "mma") if k in r["meta"]}})
+                     **{k: r["meta"][k] for k in ("threshold", "mma", "photo_path") if k in r["meta"]}})
     cpu = platform.processor()
     try:
         with open("/proc/cpuinfo") as fh:
