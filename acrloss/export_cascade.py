@@ -9,6 +9,7 @@
     result = runner.run(crops, threshold=0.05)     # an acrloss.early_exit.EarlyExitResult
     result.stopped_at, result.faces_per_stage      # the stages each face actually ran
     aligner = FaceAligner(runner)                  # callable like a model (its own threshold)
+    export_cascade_tflite("musica_acr_300w", "out/musica.cascade.dynamic.tflite", quantize="dynamic")  # NME-gated
 
 The file holds one TFLite signature per piece of the cascade, all sharing the weights:
 
