@@ -9,6 +9,7 @@
     result = runner.run(crops, threshold=0.05)     # an acrloss.early_exit.EarlyExitResult
     result.stopped_at, result.faces_per_stage      # the stages each face actually ran
     aligner = FaceAligner(runner)                  # callable like a model (its own threshold)
+    export_cascade_tflite("musica_acr_300w", "out/musica.cascade.dynamic.tflite", quantize="dynamic")  # NME-gated
 
 The file holds one TFLite signature per piece of the cascade, all sharing the weights:
 
@@ -28,6 +29,14 @@ The export is traced with :func:`acrloss.models.musica.export_kernels` (fast TFL
 kernels) and is written only when every stage run to the end (``threshold=-inf``) matches
 the Keras model within ``atol`` (default 1e-4, normalized coordinates) on real face crops
 (:func:`acrloss.export.parity_crops`), atomically. TensorFlow backend only.
+
+``quantize="dynamic"``: dynamic-range quantization of the same file (TFLite's
+``Optimize.DEFAULT`` alone: int8 weights, activations quantized per call by the runtime, no
+calibration). The 1e-4 parity cannot hold then; the file is written only if it passes the
+accuracy gate of :mod:`acrloss.quantize` instead: its mean NME on the 300-W common test set
+(every stage run, ``threshold=-inf``) is at most ``max_nme_increase`` (default 0.10) points
+above the float model's, else :class:`acrloss.quantize.QuantizationError` names both numbers
+and nothing is written. The per-stage differences to Keras are still measured and reported.
 """
 from __future__ import annotations
 
@@ -43,8 +52,12 @@ import numpy as np
 from acrloss.io import atomic_path
 from acrloss.early_exit import EarlyExitCascade, EarlyExitResult
 from acrloss.export import PARITY_ATOL, ExportError, ParityError, _as_keras_model, _input_size, _need, _quiet_loggers
+from acrloss.quantize import MAX_NME_INCREASE, QuantizationError, _mean_nme, evaluation_set, nme_gate_holds
 
-__all__ = ["export_cascade_tflite", "ExportedCascade", "CascadeExportReport"]
+__all__ = ["export_cascade_tflite", "ExportedCascade", "CascadeExportReport", "CASCADE_QUANTIZE_MODES"]
+
+#: quantizations of the per-stage file (``None``: float32, parity-checked)
+CASCADE_QUANTIZE_MODES = ("dynamic",)
 
 
 @dataclass
@@ -55,18 +68,26 @@ class CascadeExportReport:
     stages: int
     max_abs_diff: float  # all stages run, largest |exported - keras| landmarks, normalized coordinates
     stage_diff: list[float]  # per stage, largest |exported - keras| of that stage's shape
-    atol: float
+    atol: float | None  # None: not checked (quantized; the NME gate decides)
     faces: int
     parity_source: str
     bytes: int
     seconds: float
+    quantize: str | None = None  # None (float32) or "dynamic"
+    mode: str = "float32"  # "float32" or "dynamic-range"
+    nme_float: float | None = None  # quantized only: the NME gate's numbers (percent)
+    nme_quantized: float | None = None
+    max_nme_increase: float | None = None
+    eval_faces: int = 0
+    eval_source: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def _cascade_bytes(model: Any) -> bytes:
-    """The multi-signature TFLite flatbuffer (see the module docs)."""
+def _cascade_bytes(model: Any, quantize: str | None = None) -> bytes:
+    """The multi-signature TFLite flatbuffer (see the module docs); ``quantize="dynamic"``:
+    dynamic-range quantized."""
     import keras  # noqa: PLC0415
 
     if keras.backend.backend() != "tensorflow":
@@ -134,6 +155,8 @@ def _cascade_bytes(model: Any) -> bytes:
                     setattr(module, key, concrete)
                 tf.saved_model.save(module, tmp, signatures=dict(frozen))
                 converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=[k for k, _ in frozen])
+                if quantize == "dynamic":  # int8 weights only, as acrloss.quantize's "dynamic"
+                    converter.optimizations = [tf.lite.Optimize.DEFAULT]
                 return bytes(converter.convert())
         except Exception as exc:  # ConverterError
             raise ExportError(f"TFLite conversion of the cascade failed: {str(exc)[:500]}") from exc
@@ -272,16 +295,35 @@ class ExportedCascade(EarlyExitCascade):
 
 
 def export_cascade_tflite(model: Any, out_path: str | os.PathLike, *, crops: np.ndarray | None = None,
-                          data_dir: str | os.PathLike | None = None, atol: float = PARITY_ATOL) -> CascadeExportReport:
-    """Export a MuSiCa model as a per-stage ``.tflite`` file (see the module docs), checked
-    against Keras stage by stage; :class:`ParityError` (nothing written) when off by more
-    than ``atol``."""
+                          data_dir: str | os.PathLike | None = None, atol: float | None = None,
+                          quantize: str | None = None, eval_faces: int | None = None,
+                          max_nme_increase: float | None = None) -> CascadeExportReport:
+    """Export a MuSiCa model as a per-stage ``.tflite`` file (see the module docs).
+
+    Float (``quantize=None``): checked against Keras stage by stage; :class:`ParityError`
+    (nothing written) when off by more than ``atol`` (default 1e-4).
+
+    ``quantize="dynamic"``: dynamic-range quantized, written only if its NME on the 300-W
+    common test set (``eval_faces`` evenly spaced faces; ``None``: all 554) is within
+    ``max_nme_increase`` (default 0.10) points of the float model's;
+    :class:`acrloss.quantize.QuantizationError` (nothing written) otherwise. ``atol`` is a
+    float-only option (an error here); the per-stage differences are reported, not checked.
+    """
     import keras  # noqa: PLC0415
 
     from acrloss.export import parity_crops  # noqa: PLC0415
     from acrloss.models.musica import stage_models  # noqa: PLC0415
 
     t0 = time.perf_counter()
+    if quantize is not None and quantize not in CASCADE_QUANTIZE_MODES:
+        raise ValueError(f"{out_path}: unknown cascade quantization {quantize!r}; choose None (float32) or one of "
+                         f"{CASCADE_QUANTIZE_MODES}")
+    if quantize is None and (eval_faces is not None or max_nme_increase is not None):
+        raise ValueError(f"{out_path}: eval_faces / max_nme_increase set the NME gate of a quantized export; "
+                         "the float export is parity-checked (atol) instead")
+    if quantize is not None and atol is not None:
+        raise ValueError(f"{out_path}: atol is the float export's parity tolerance; a {quantize} export is "
+                         "NME-gated (max_nme_increase) instead")
     keras_model = _as_keras_model(model)
     try:
         stage_models(keras_model)
@@ -289,13 +331,20 @@ def export_cascade_tflite(model: Any, out_path: str | os.PathLike, *, crops: np.
         raise ExportError(f"{out_path}: {exc}; only MuSiCa cascades export per stage") from exc
     size = _input_size(keras_model)
     try:
-        data = _cascade_bytes(keras_model)
+        data = _cascade_bytes(keras_model, quantize)
     except ExportError as exc:
+        if quantize is not None:
+            raise QuantizationError(f"{out_path}: {exc}; nothing written") from exc
         raise ExportError(f"{out_path}: {exc}; nothing written") from exc
     if crops is None:
         crops, source = parity_crops(size, data_dir)
     else:
         crops, source = np.asarray(crops, np.float32), f"{len(crops)} given crops"
+    gate = None
+    if quantize is not None:
+        max_nme_increase = MAX_NME_INCREASE if max_nme_increase is None else float(max_nme_increase)
+        eval_crops, eval_points, eval_source = evaluation_set(size, data_dir, eval_faces)
+        nme_float = _mean_nme(lambda x: keras_model(x, training=False), eval_crops, eval_points)
     ref = {k: np.asarray(keras.ops.convert_to_numpy(v)) for k, v in keras_model(crops, training=False).items()}
     out_path = Path(out_path)
     with atomic_path(out_path, suffix=".tflite") as tmp:
@@ -314,8 +363,23 @@ def export_cascade_tflite(model: Any, out_path: str | os.PathLike, *, crops: np.
         diff = float(max(max(stage_diff), np.abs(one - ref["landmarks"][:1]).max()))
         count = runner.num_stages
         del runner
-        if not diff <= atol:
-            raise ParityError(f"{out_path}: cascade export differs from Keras by {diff:.3g} (per stage "
-                              f"{[round(d, 7) for d in stage_diff]}) on {source}; tolerance {atol:g}; nothing written")
-    return CascadeExportReport(str(out_path), count, diff, stage_diff, float(atol), int(len(crops)), source, len(data),
-                               round(time.perf_counter() - t0, 2))
+        if quantize is None:
+            atol = PARITY_ATOL if atol is None else float(atol)
+            if not diff <= atol:
+                raise ParityError(f"{out_path}: cascade export differs from Keras by {diff:.3g} (per stage "
+                                  f"{[round(d, 7) for d in stage_diff]}) on {source}; tolerance {atol:g}; "
+                                  "nothing written")
+        else:  # acrloss.quantize's accuracy gate, every stage run
+            gated = ExportedCascade(tmp, threshold=float("-inf"), num_threads=os.cpu_count())
+            nme_q = _mean_nme(gated, eval_crops, eval_points)
+            del gated
+            if not nme_gate_holds(nme_float, nme_q, max_nme_increase):
+                raise QuantizationError(
+                    f"{out_path}: {quantize} per-stage cascade (dynamic-range) NME {nme_q:.3f} % vs the float model's "
+                    f"{nme_float:.3f} % on {eval_source}: more than {max_nme_increase:g} points worse; nothing written")
+            gate = {"nme_float": round(nme_float, 4), "nme_quantized": round(nme_q, 4),
+                    "max_nme_increase": max_nme_increase, "eval_faces": int(len(eval_crops)),
+                    "eval_source": eval_source}
+    return CascadeExportReport(str(out_path), count, diff, stage_diff, atol, int(len(crops)), source, len(data),
+                               round(time.perf_counter() - t0, 2), quantize=quantize,
+                               mode="float32" if quantize is None else "dynamic-range", **(gate or {}))

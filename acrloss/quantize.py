@@ -60,7 +60,7 @@ from acrloss.export import (
 )
 
 __all__ = ["export_quantized", "QuantizeReport", "QuantizationError", "calibration_crops", "evaluation_set",
-           "QUANTIZE_MODES", "MAX_NME_INCREASE"]
+           "QUANTIZE_MODES", "MAX_NME_INCREASE", "nme_gate_holds"]
 
 QUANTIZE_MODES = ("int8", "dynamic", "float16")
 #: a quantized file may be at most this many NME points (percent) worse than the float model
@@ -155,6 +155,13 @@ def _mean_nme(predict: Any, crops: np.ndarray, points: np.ndarray, batch: int = 
     pred = denormalize(np.concatenate(outs).reshape(len(crops), -1, 2), size)
     value = float(np.mean(nme(pred, points, (36, 45))) * 100)
     return value if np.isfinite(value) else float("inf")
+
+
+def nme_gate_holds(nme_float: float, nme_quantized: float, max_nme_increase: float = MAX_NME_INCREASE) -> bool:
+    """The accuracy gate: the quantized NME (percent) is at most ``max_nme_increase`` points
+    above the float one's (``False`` for NaN / inf). Also used by
+    :mod:`acrloss.export_cascade` for its quantized per-stage files."""
+    return bool(nme_quantized <= nme_float + max_nme_increase)
 
 
 def _tflite_quantized(model: Any, quantize: str, calib: np.ndarray) -> tuple[bytes, str]:
@@ -289,7 +296,7 @@ def export_quantized(model_path_or_model: Any, out_path: str | os.PathLike, quan
         runner = ExportedModel(tmp, format=fmt, num_threads=os.cpu_count())
         nme_q = _mean_nme(runner, crops, points)
         del runner
-        if not nme_q <= nme_float + max_nme_increase:  # also catches NaN / inf
+        if not nme_gate_holds(nme_float, nme_q, max_nme_increase):  # also catches NaN / inf
             raise QuantizationError(
                 f"{out_path}: {quantize} {fmt} ({mode}) NME {nme_q:.3f} % vs the float model's {nme_float:.3f} % on "
                 f"{eval_source}: more than {max_nme_increase:g} points worse (calibration: {calib_source}); "

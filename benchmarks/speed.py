@@ -22,7 +22,11 @@ untimed, and every runtime gets the same box per face.
   (:mod:`acrloss.export_cascade`) run with early exit at a threshold chosen on the
   validation split of the 300-W training folders (``--early-exit auto``: the largest
   threshold of a grid whose validation NME is within 3 % (relative) of the full cascade's;
-  the same split and seed as training) or the given one.
+  the same split and seed as training) or the given one. With ``--quantize dynamic`` also
+  as ``tflite-dynamic-early-exit``: the per-stage file dynamic-range quantized
+  (``export_cascade_tflite(quantize="dynamic")``, written only within 0.10 NME points of
+  the float model, else under ``refused``), its threshold chosen by the same rule on its
+  own predicted errors (or the given one).
 
 End to end (``what: "end_to_end"``): the 24 whole photos of ``DIR/full`` (decoded once,
 untimed): dlib = HOG detector + shape predictor on every detection; acrloss =
@@ -31,7 +35,10 @@ box calibration, crop, predictor, points back to the photo; ``batch`` = the face
 photo), per photo, ``ratio_to_dlib`` against dlib's end-to-end time in the same rounds.
 
 ``--rounds`` passes, all runners interleaved within each pass so background load hits
-them alike; ``ms`` is the median over calls. ``nme``: the 300-W common-set NME (%, outer
+them alike; ``ms`` is the median over calls; ``ms_mean`` (``ratio_mean_to_dlib`` against
+dlib's own) takes each call's median over the rounds, then the mean over the calls: the
+time a set of faces costs, which is what early exit saves at batch 1 (faces stop at
+different stages, so the median call is one typical face, not the average). ``nme``: the 300-W common-set NME (%, outer
 eye corners) of that model file / runtime, on crops cut from the landmark box as
 ``test.py`` cuts them, over ``--nme-faces`` evenly spaced faces (default all 554;
 ``nme_faces`` says how many). The machine's load average before and after is recorded:
@@ -70,7 +77,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--e2e-rounds", type=int, default=1, help="timed passes over the 24 photos (default 1)")
     p.add_argument("--e2e-threads", type=int, nargs="+", default=[1], help="thread counts end to end (default 1, as dlib)")
     p.add_argument("--e2e-runtimes", nargs="+", default=["tflite", "tflite-early-exit"],
-                   help="runtimes timed end to end (default tflite tflite-early-exit)")
+                   help="runtimes timed end to end (default tflite tflite-early-exit; any timed runtime: onnx, "
+                        "tflite-int8, tflite-dynamic, tflite-dynamic-early-exit, ...)")
     p.add_argument("--e2e-settings", nargs="+", default=["default", "single"], choices=["default", "single"],
                    help="FaceAligner settings timed end to end: default (its refine/tta defaults) and/or single "
                         "(refine=0, tta=False: one model call per face, as dlib's one predictor call)")
@@ -210,58 +218,74 @@ def main(argv: list[str] | None = None) -> dict:
             add_timed(meta, lambda th, out=out: ExportedModel(out, num_threads=th), size, transforms)
         if "musica" in stem and a.early_exit != "off":
             from acrloss.export_cascade import ExportedCascade, export_cascade_tflite
+            from acrloss.quantize import QuantizationError
 
-            out = export_dir / f"{stem}.cascade.tflite"
-            rep = export_cascade_tflite(model, out, data_dir=data_dir)
-            files[str(out)] = {"parity_max_abs_diff": rep.max_abs_diff}
-            chooser = ExportedCascade(out, num_threads=cores)
-            choice: dict = {}
-            if a.early_exit == "auto":  # validation split of the training folders, as training made it
-                _, val = train_val_split(w300_subset(data_dir, "train"), 0.1, 0)
-                vcrops, vpts = [], []
-                for s in val:
-                    t = CropTransform.from_points(s.points, size, CropConfig.margin)
-                    vcrops.append(t.warp(read_image(s.image_path)))
-                    vpts.append(t.forward(s.points))
-                vcrops, vpts = np.stack(vcrops).astype(np.float32), np.stack(vpts)
+            cascades = [("tflite-early-exit", export_dir / f"{stem}.cascade.tflite", None)]
+            if "dynamic" in (a.quantize or []):  # the per-stage file, dynamic-range quantized (NME-gated)
+                cascades.append(("tflite-dynamic-early-exit", export_dir / f"{stem}.cascade.dynamic.tflite", "dynamic"))
+            val_set = None  # (crops, points) of the validation split, cut once
+            for runtime, out, q in cascades:
+                if q is None:
+                    rep = export_cascade_tflite(model, out, data_dir=data_dir)
+                    files[str(out)] = {"parity_max_abs_diff": rep.max_abs_diff}
+                else:
+                    try:
+                        rep = export_cascade_tflite(model, out, data_dir=data_dir, quantize=q, eval_faces=a.nme_faces)
+                    except QuantizationError as exc:
+                        refused.append({"name": stem, "runtime": runtime, "reason": str(exc)})
+                        continue
+                    files[str(out)] = rep.to_dict()
+                chooser = ExportedCascade(out, num_threads=cores)
+                choice: dict = {}
+                if a.early_exit == "auto":  # validation split of the training folders, as training made it
+                    if val_set is None:
+                        _, val = train_val_split(w300_subset(data_dir, "train"), 0.1, 0)
+                        vcrops, vpts = [], []
+                        for s in val:
+                            t = CropTransform.from_points(s.points, size, CropConfig.margin)
+                            vcrops.append(t.warp(read_image(s.image_path)))
+                            vpts.append(t.forward(s.points))
+                        val_set = np.stack(vcrops).astype(np.float32), np.stack(vpts)
+                    vcrops, vpts = val_set
 
-                # every stage once for every face; a threshold only decides where each face stops
-                levels = chooser._run_start(vcrops)
-                shape = np.broadcast_to(chooser.mean_shape, (len(vcrops), chooser.mean_shape.size)).copy()
-                hidden = np.zeros((len(vcrops), chooser.hidden_units), np.float32)
-                shapes, errs = [], []
-                for t, fn in enumerate(chooser._stage_fns):
-                    shape, hidden, err = fn([levels[chooser.levels[t]], shape, hidden])
-                    shapes.append(np.asarray(shape))
-                    errs.append(np.asarray(err).reshape(-1))
-                shapes, errs = np.stack(shapes), np.stack(errs)  # (T, M, 2N), (T, M)
-                last = len(errs) - 1
+                    # every stage once for every face; a threshold only decides where each face stops
+                    levels = chooser._run_start(vcrops)
+                    shape = np.broadcast_to(chooser.mean_shape, (len(vcrops), chooser.mean_shape.size)).copy()
+                    hidden = np.zeros((len(vcrops), chooser.hidden_units), np.float32)
+                    shapes, errs = [], []
+                    for t, fn in enumerate(chooser._stage_fns):
+                        shape, hidden, err = fn([levels[chooser.levels[t]], shape, hidden])
+                        shapes.append(np.asarray(shape))
+                        errs.append(np.asarray(err).reshape(-1))
+                    shapes, errs = np.stack(shapes), np.stack(errs)  # (T, M, 2N), (T, M)
+                    last = len(errs) - 1
 
-                def val_nme(th):
-                    below = errs[:last] < th
-                    stop = np.where(below.any(axis=0), below.argmax(axis=0), last)
-                    pred = shapes[stop, np.arange(len(vcrops))]
-                    macs = float(np.mean([chooser.stage_macs[: k + 1].sum() for k in stop]))
-                    return float(np.mean(nme(denormalize(pred.reshape(len(vcrops), -1, 2), size), vpts,
-                                             (36, 45))) * 100), macs
+                    def val_nme(th, shapes=shapes, errs=errs, last=last, vcrops=vcrops, vpts=vpts, chooser=chooser):
+                        below = errs[:last] < th
+                        stop = np.where(below.any(axis=0), below.argmax(axis=0), last)
+                        pred = shapes[stop, np.arange(len(vcrops))]
+                        macs = float(np.mean([chooser.stage_macs[: k + 1].sum() for k in stop]))
+                        return float(np.mean(nme(denormalize(pred.reshape(len(vcrops), -1, 2), size), vpts,
+                                                 (36, 45))) * 100), macs
 
-                full_nme, full_macs = val_nme(float("-inf"))
-                sweep = [(th, *val_nme(th)) for th in EE_GRID]
-                ok = [s for s in sweep if s[1] <= full_nme * 1.03]
-                threshold = max(ok)[0] if ok else float("-inf")
-                choice = {"rule": "largest threshold with validation NME <= 1.03 x the full cascade's",
-                          "val_faces": len(vcrops), "val_nme_full": round(full_nme, 3),
-                          "sweep": [{"threshold": t, "val_nme": round(n, 3), "mma": round(m / 1e6, 2)} for t, n, m in sweep]}
-            else:
-                threshold = float(a.early_exit)
-            ee = ExportedCascade(out, threshold=threshold, num_threads=cores)
-            res_mac = ee.run(nme_set(size)[0], threshold).mean_macs
-            meta = {"name": stem, "runtime": "tflite-early-exit", "file": str(out), "input_size": size,
-                    "threshold": threshold, "threshold_choice": choice, "mma": round(res_mac / 1e6, 2),
-                    "nme": round(common_nme(ee, size), 3), "nme_faces": int(len(nme_idx))}
-            add_timed(meta, lambda th, out=out, thr=threshold: ExportedCascade(out, threshold=thr, num_threads=th),
-                      size, transforms)
-            log(f"{stem}: early exit at {threshold} (common NME {meta['nme']} %, {meta['mma']} M multiply-adds)")
+                    full_nme, full_macs = val_nme(float("-inf"))
+                    sweep = [(th, *val_nme(th)) for th in EE_GRID]
+                    ok = [s for s in sweep if s[1] <= full_nme * 1.03]
+                    threshold = max(ok)[0] if ok else float("-inf")
+                    choice = {"rule": "largest threshold with validation NME <= 1.03 x the full cascade's",
+                              "val_faces": len(vcrops), "val_nme_full": round(full_nme, 3),
+                              "sweep": [{"threshold": t, "val_nme": round(n, 3), "mma": round(m / 1e6, 2)}
+                                        for t, n, m in sweep]}
+                else:
+                    threshold = float(a.early_exit)
+                ee = ExportedCascade(out, threshold=threshold, num_threads=cores)
+                res_mac = ee.run(nme_set(size)[0], threshold).mean_macs
+                meta = {"name": stem, "runtime": runtime, "file": str(out), "input_size": size,
+                        "threshold": threshold, "threshold_choice": choice, "mma": round(res_mac / 1e6, 2),
+                        "nme": round(common_nme(ee, size), 3), "nme_faces": int(len(nme_idx))}
+                add_timed(meta, lambda th, out=out, thr=threshold: ExportedCascade(out, threshold=thr, num_threads=th),
+                          size, transforms)
+                log(f"{stem}: {runtime} at {threshold} (common NME {meta['nme']} %, {meta['mma']} M multiply-adds)")
 
     # ---------------------------------------------------------------- end to end
 
@@ -306,7 +330,12 @@ def main(argv: list[str] | None = None) -> dict:
     def ms(r) -> float:
         return float(np.median(r["times"]) * 1000)
 
+    def mean_ms(r) -> float:  # each call's median over its rounds, then the mean over calls
+        t = np.asarray(r["times"])
+        return float(np.mean(np.median(t.reshape(-1, len(r["calls"])), axis=0)) * 1000)
+
     dlib_ms = ms(runners[0])
+    dlib_mean_ms = mean_ms(runners[0])
     by_key = {r["key"]: r for r in runners}
     dlib_e2e_ms = ms(by_key[("e2e", "dlib")]) if ("e2e", "dlib") in by_key else None
     rows = []
@@ -316,9 +345,12 @@ def main(argv: list[str] | None = None) -> dict:
         e2e_row = r["key"][0] == "e2e"
         ref = dlib_e2e_ms if e2e_row else dlib_ms
         m = ms(r)
+        m_mean, ref_mean = mean_ms(r), mean_ms(by_key[("e2e", "dlib")] if e2e_row else runners[0])
         rows.append({"name": r["meta"]["name"], "runtime": r["meta"]["runtime"], "threads": r["meta"]["threads"],
                      "batch": r["meta"]["batch"], "what": "end_to_end" if e2e_row else "predictor",
-                     "ms": round(m, 3), "ratio_to_dlib": round(m / ref, 3), "nme": r["meta"]["nme"],
+                     "ms": round(m, 3), "ratio_to_dlib": round(m / ref, 3),
+                     "ms_mean": round(m_mean, 3), "ratio_mean_to_dlib": round(m_mean / ref_mean, 3),
+                     "nme": r["meta"]["nme"],
                      "nme_faces": r["meta"]["nme_faces"],
                      **{k: r["meta"][k] for k in ("threshold", "mma", "photo_path") if k in r["meta"]}})
     cpu = platform.processor()
@@ -329,15 +361,18 @@ def main(argv: list[str] | None = None) -> dict:
         pass
     result = {
         "dlib_ms": round(dlib_ms, 3),
+        "dlib_ms_mean": round(dlib_mean_ms, 3),
         "dlib_end_to_end_ms": None if dlib_e2e_ms is None else round(dlib_e2e_ms, 3),
         "models": rows,
         "dlib": {"file": Path(sp_path).name, "threads": 1, "nme_timed_faces": round(dlib_nme_timed, 3),
                  "version": dlib.__version__},
-        "early_exit": [{k: r["meta"].get(k) for k in ("name", "threshold", "threshold_choice", "mma", "nme")}
-                       for r in runners if r.get("meta", {}).get("runtime") == "tflite-early-exit"][:1],
+        "early_exit": list({(r["meta"]["name"], r["meta"]["runtime"]): {
+            k: r["meta"].get(k) for k in ("name", "runtime", "threshold", "threshold_choice", "mma", "nme")}
+            for r in reversed(runners) if r.get("meta", {}).get("runtime", "").endswith("early-exit")}.values())[::-1],
         "refused_quantized": refused,
         "files": files,
-        "unit": ("predictor: ms per face (batch b: call time / b), median over faces x rounds, crop already cut; "
+        "unit": ("predictor: ms per face (batch b: call time / b), median over faces x rounds, crop already cut "
+                 "(ms_mean: each call's median over rounds, mean over calls); "
                  "end_to_end: ms per whole photo (detector + calibration + crop + predictor), median over photos x rounds"),
         "faces": len(faces), "photos": len(by_key[("e2e", "dlib")]["calls"]) if dlib_e2e_ms is not None else 0,
         "rounds": a.rounds, "e2e_rounds": a.e2e_rounds, "threads": threads,

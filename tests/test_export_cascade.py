@@ -1,5 +1,6 @@
 """Tests of :mod:`acrloss.export_cascade`: the shipped MuSiCa cascade exported per stage to
-TFLite runs, per face, exactly the stages Keras' early exit runs, on real 300-W faces."""
+TFLite runs, per face, exactly the stages Keras' early exit runs, on real 300-W faces; its
+dynamic-range quantized file passes (or is refused by) the NME gate of acrloss.quantize."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,8 +20,10 @@ from acrloss.early_exit import EarlyExitCascade  # noqa: E402
 from acrloss.export import ExportError  # noqa: E402
 from acrloss.export_cascade import ExportedCascade, export_cascade_tflite  # noqa: E402
 from acrloss.models.regressor import load_model  # noqa: E402
+from acrloss.quantize import QuantizationError  # noqa: E402
 
 SHIPPED = Path(__file__).resolve().parents[1] / "pre_trained_models" / "musica_acr_300w.h5"
+EVAL_FACES = 60  # common-test faces of the quantized files' NME gate (all 554 by default)
 
 
 @pytest.fixture(scope="module")
@@ -154,3 +157,67 @@ def test_one_face_fast_path_matches_the_batch_path(exported, crops):
     for i, one in enumerate(outs):
         np.testing.assert_allclose(one.landmarks, batch.landmarks[i : i + 1], atol=1e-5)
     assert not np.shares_memory(outs[0].landmarks, outs[1].landmarks)
+
+
+@pytest.fixture(scope="module")
+def dynamic(musica, tmp_path_factory, w300_dir):
+    path = tmp_path_factory.mktemp("cascade_dyn") / "musica.cascade.dynamic.tflite"
+    report = export_cascade_tflite(musica, path, data_dir=w300_dir, quantize="dynamic", eval_faces=EVAL_FACES)
+    return path, report
+
+
+def test_dynamic_range_cascade_passes_the_nme_gate(dynamic, exported):
+    path, report = dynamic
+    assert path.is_file() and report.stages == 4 and report.mode == "dynamic-range" and report.atol is None
+    assert report.eval_faces == EVAL_FACES and "300-W common test set" in report.eval_source
+    assert report.nme_quantized <= report.nme_float + report.max_nme_increase and report.max_nme_increase == 0.10
+    # really quantized: int8 weights (about a quarter of the float file), no longer float-exact
+    assert report.bytes < 0.4 * exported[1].bytes
+    assert report.max_abs_diff > 1e-4
+
+
+def test_dynamic_range_cascade_runs_the_expected_stages_close_to_float(dynamic, exported, crops):
+    quant = ExportedCascade(dynamic[0], num_threads=1)
+    full_q = quant.run(crops, float("-inf"))
+    full_f = ExportedCascade(exported[0], num_threads=1).run(crops, float("-inf"))
+    diff = np.abs(full_q.landmarks - full_f.landmarks)  # normalized coordinates; 0.01 = 1.3 px of 128
+    assert diff.max() < 0.02 and diff.mean() < 0.003, (diff.max(), diff.mean())
+    assert np.abs(full_q.errors - full_f.errors).max() < 0.01
+    # per face: it stops at the first stage whose own predicted error is below the threshold
+    errs = np.stack(full_q.stage_errors)  # (T, M), every stage run
+    th = float(np.quantile(errs[:3], 0.4))
+    below = errs[:3] < th
+    expected = np.where(below.any(axis=0), below.argmax(axis=0), 3)
+    assert len(np.unique(expected)) > 1, "no mix of exits; the test would be trivial"
+    quant.reset_counters()
+    got = quant.run(crops, th)
+    np.testing.assert_array_equal(got.stopped_at, expected)
+    counts = [(expected >= t).sum() for t in range(4)]
+    assert got.faces_per_stage.tolist() == quant.rows_run.tolist() == counts
+    for i in (0, 5, 11):  # the one-face loop agrees
+        quant.reset_counters()
+        one = quant.run(crops[i : i + 1], th)
+        assert one.stopped_at.tolist() == [expected[i]]
+        assert quant.rows_run.tolist() == (np.arange(4) <= expected[i]).astype(int).tolist()
+        np.testing.assert_allclose(one.landmarks, got.landmarks[i : i + 1], atol=1e-5)
+
+
+def test_dynamic_range_cascade_failing_the_gate_is_refused(musica, w300_dir, tmp_path):
+    out = tmp_path / "refused.cascade.tflite"
+    with pytest.raises(QuantizationError, match=r"refused.cascade.tflite.*NME .* % vs the float model's .* %") as err:
+        # a gate no file can pass: 1 point better than the float model
+        export_cascade_tflite(musica, out, data_dir=w300_dir, quantize="dynamic", eval_faces=EVAL_FACES,
+                              max_nme_increase=-1.0)
+    assert "nothing written" in str(err.value)
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_cascade_quantize_options_are_validated(musica, tmp_path):
+    out = tmp_path / "x.tflite"
+    with pytest.raises(ValueError, match="unknown cascade quantization 'int8'"):
+        export_cascade_tflite(musica, out, quantize="int8")
+    with pytest.raises(ValueError, match="atol"):
+        export_cascade_tflite(musica, out, quantize="dynamic", atol=1e-3)
+    with pytest.raises(ValueError, match="NME gate"):
+        export_cascade_tflite(musica, out, eval_faces=10)
+    assert not out.exists()
