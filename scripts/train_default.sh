@@ -27,8 +27,10 @@ run() {
   local name=$1; shift
   local dir="$RUNS/$name"
   if [ -f "$dir/summary.json" ]; then echo "== $name: done, skipped"; return; fi
+  # a folder without a checkpoint (killed before its first epoch ended) starts again
+  if [ -d "$dir" ] && [ ! -f "$dir/checkpoint.npz" ]; then rm -rf "$dir"; fi
   local resume=""
-  if [ -d "$dir/backup" ]; then resume="--resume"; echo "== $name: resuming"; else echo "== $name: starting"; fi
+  if [ -f "$dir/checkpoint.npz" ]; then resume="--resume"; echo "== $name: resuming"; else echo "== $name: starting"; fi
   # shellcheck disable=SC2086
   $PY train.py $BASE "$@" --save-path "$dir" $resume
 }
