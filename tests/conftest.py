@@ -60,3 +60,36 @@ def w300_common(w300_dir):
     from acrloss.data_prep.datasets import w300_subset
 
     return w300_subset(w300_dir, "common")
+
+
+class TrainCLI:
+    """``train.main`` run on flags with ``Train`` replaced by a recorder (nothing trains):
+    calling it returns the ``TrainConfig`` the command line made; ``resume`` holds the flag
+    it passed to ``train()``."""
+
+    def __init__(self, monkeypatch, folder: Path) -> None:
+        from acrloss import train as train_module
+
+        self._main, self._folder = train_module.main, folder
+        self.config, self.resume = None, None
+        cli = self
+
+        class Recorder:
+            def __init__(self, arch, dataset, save_path, data_dir, config):
+                cli.config = config
+
+            def train(self, resume=False, overwrite=False):
+                cli.resume = resume
+                return {"best_val_nme": None}
+
+        monkeypatch.setattr(train_module, "Train", Recorder)
+
+    def __call__(self, *flags: str):
+        self._main(["--data-dir", str(self._folder), "--save-path", str(self._folder / "run"), *flags])
+        return self.config
+
+
+@pytest.fixture
+def train_cli(monkeypatch, tmp_path) -> TrainCLI:
+    """See :class:`TrainCLI`."""
+    return TrainCLI(monkeypatch, tmp_path)

@@ -142,28 +142,14 @@ def test_loso_splits(w300_dir):
         loso_split(w300_dir, "random")
 
 
-def test_cli_recipe_flags(monkeypatch, tmp_path):
-    from acrloss import train as train_module
-
-    seen = {}
-
-    class Recorder:
-        def __init__(self, arch, dataset, save_path, data_dir, config):
-            seen["config"] = config
-
-        def train(self, resume=False, overwrite=False):
-            return {"best_val_nme": None}
-
-    monkeypatch.setattr(train_module, "Train", Recorder)
-    train_module.main(["--data-dir", str(tmp_path), "--save-path", str(tmp_path / "r"), "--clip-norm", "1",
-                       "--ema", "0.99", "--split", "loso-helen", "--augment", "robust"])
-    cfg = seen["config"]
+def test_cli_recipe_flags(train_cli):
+    cfg = train_cli("--clip-norm", "1", "--ema", "0.99", "--split", "loso-helen", "--augment", "robust")
     assert (cfg.clip_global_norm, cfg.ema_momentum, cfg.split) == (1.0, 0.99, "loso-helen")
     assert cfg.augment == AugmentConfig.robust()
-    train_module.main(["--data-dir", str(tmp_path), "--save-path", str(tmp_path / "r")])
-    assert (seen["config"].clip_global_norm, seen["config"].ema_momentum, seen["config"].split) == (None, None, "random")
-    assert seen["config"].augment == AugmentConfig()
+    cfg = train_cli()
+    assert (cfg.clip_global_norm, cfg.ema_momentum, cfg.split) == (None, None, "random")
+    assert cfg.augment == AugmentConfig()
     with pytest.raises(SystemExit):
-        train_module.main(["--data-dir", str(tmp_path), "--save-path", str(tmp_path / "r"), "--ema", "1.5"])
+        train_cli("--ema", "1.5")
     with pytest.raises(SystemExit):
-        train_module.main(["--data-dir", str(tmp_path), "--save-path", str(tmp_path / "r"), "--no-augment", "--augment", "robust"])
+        train_cli("--no-augment", "--augment", "robust")

@@ -164,25 +164,10 @@ def test_interrupted_run_resumes_without_redoing_epochs(w300_dir, tmp_path, monk
     assert not (save / "backup").exists()
 
 
-def test_cli_passes_the_acr_knobs_to_the_config(monkeypatch, tmp_path):
+def test_cli_passes_the_acr_knobs_to_the_config(train_cli):
     """--acr-scale, --acr-lambda and --pca-levels reach the TrainConfig that Train gets."""
-    from acrloss import train as train_module
-
-    seen = {}
-
-    class Recorder:
-        def __init__(self, arch, dataset, save_path, data_dir, config):
-            seen["config"] = config
-
-        def train(self, resume=False, overwrite=False):
-            seen["resume"] = resume
-            return {"best_val_nme": None}
-
-    monkeypatch.setattr(train_module, "Train", Recorder)
-    train_module.main(["--data-dir", str(tmp_path), "--save-path", str(tmp_path / "run"), "--loss", "acr",
-                       "--acr-scale", "8", "--acr-lambda", "4", "--pca-levels", "95", "--resume"])
-    cfg = seen["config"]
-    assert (cfg.loss, tuple(cfg.curriculum.levels), seen["resume"]) == (LossConfig("acr", 4.0, 8.0), (95,), True)
+    cfg = train_cli("--loss", "acr", "--acr-scale", "8", "--acr-lambda", "4", "--pca-levels", "95", "--resume")
+    assert (cfg.loss, tuple(cfg.curriculum.levels), train_cli.resume) == (LossConfig("acr", 4.0, 8.0), (95,), True)
 
 
 def test_init_weights_start_from_a_finished_run(trained_run, w300_dir, tmp_path):

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from acrloss.codecs.heatmap import DECODERS
-from acrloss import train as train_module
 from acrloss.checkpoint import _config_diff
 from acrloss.config import (ChoiceEnum, DatasetName, Decoder, FamilyConfig, HeatmapConfig, Head, LossConfig, LossName,
                             ModelArch, MusicaConfig, RegressionConfig, TaskConfigError, TrainConfig, is_flat_settings)
@@ -188,33 +187,13 @@ def test_train_cli_and_train_config_cannot_drift():
         assert list(actions[dest].choices) == expected, dest
 
 
-@pytest.fixture
-def cli_config(monkeypatch, tmp_path):
-    """Run ``train.main`` on flags; returns the TrainConfig it hands to ``Train`` (nothing trains)."""
-    seen = {}
-
-    class Recorder:
-        def __init__(self, arch, dataset, save_path, data_dir, config):
-            seen["config"] = config
-
-        def train(self, resume=False, overwrite=False):
-            return {}
-
-    monkeypatch.setattr(train_module, "Train", Recorder)
-
-    def run(*flags: str) -> TrainConfig:
-        train_module.main(["--data-dir", str(tmp_path), "--save-path", str(tmp_path / "run"), *flags])
-        return seen["config"]
-    return run
-
-
-def test_cli_flags_fill_the_arch_family_config(cli_config):
-    assert cli_config().model == RegressionConfig() and cli_config().loss == LossConfig()
-    assert cli_config("--alpha", "0.5", "--head", "spatial").model == RegressionConfig(alpha=0.5, head="spatial")
-    cfg = cli_config("--arch", "mnv2_heatmap", "--alpha", "0.35", "--heatmap-size", "8", "--heatmap-sigma", "1.25",
+def test_cli_flags_fill_the_arch_family_config(train_cli):
+    assert train_cli().model == RegressionConfig() and train_cli().loss == LossConfig()
+    assert train_cli("--alpha", "0.5", "--head", "spatial").model == RegressionConfig(alpha=0.5, head="spatial")
+    cfg = train_cli("--arch", "mnv2_heatmap", "--alpha", "0.35", "--heatmap-size", "8", "--heatmap-sigma", "1.25",
                      "--decoder", "dark", "--heatmap-fg-weight", "0")
     assert cfg.model == HeatmapConfig(alpha=0.35, size=8, sigma=1.25, decoder="dark", fg_weight=0.0)
-    cfg = cli_config("--arch", "musica", "--loss", "l2", "--musica-error-weight", "0.3", "--musica-option", "hidden_units=32")
+    cfg = train_cli("--arch", "musica", "--loss", "l2", "--musica-error-weight", "0.3", "--musica-option", "hidden_units=32")
     assert cfg.model == MusicaConfig(error_weight=0.3, hidden_units=32) and cfg.loss == LossConfig("l2")
 
 
@@ -225,7 +204,7 @@ def test_cli_flags_fill_the_arch_family_config(cli_config):
     (["--loss", "l2", "--acr-scale", "8"], "['acr_scale'] do not apply to loss 'l2'"),
     (["--arch", "musica", "--musica-option", "stage_levels=[1,0]"], "one subset per stage"),
 ])
-def test_cli_flag_of_another_family_or_loss_is_an_error(cli_config, capsys, flags, named):
+def test_cli_flag_of_another_family_or_loss_is_an_error(train_cli, capsys, flags, named):
     with pytest.raises(SystemExit) as exc:
-        cli_config(*flags)
+        train_cli(*flags)
     assert exc.value.code == 2 and named in capsys.readouterr().err
