@@ -34,7 +34,8 @@ untimed): dlib = HOG detector + shape predictor on every detection; acrloss =
 box calibration, crop, predictor, points back to the photo; ``batch`` = the faces of one
 photo), per photo, ``ratio_to_dlib`` against dlib's end-to-end time in the same rounds.
 
-``--rounds`` passes, all runners interleaved within each pass so background load hits
+``--rounds`` passes, all runners interleaved call by call within each pass (face or photo ``i``
+of every runner, then ``i + 1``) so background load and clock drift hit
 them alike; ``ms`` is the median over calls; ``ms_mean`` (``ratio_mean_to_dlib`` against
 dlib's own) takes each call's median over the rounds, then the mean over the calls: the
 time a set of faces costs, which is what early exit saves at batch 1 (faces stop at
@@ -316,15 +317,17 @@ def main(argv: list[str] | None = None) -> dict:
         for x in r["calls"][:2]:
             r["fn"](x)
         r["times"] = []
+    # interleaved call by call (face i / photo i of every runner, then i + 1): a drift of the
+    # machine's speed (other jobs, clock) hits all runners alike, not the ones timed during it
     for rnd in range(a.rounds):
-        for r in runners:
-            fn, ts = r["fn"], r["times"]
-            if r["key"][0] == "e2e" and rnd >= a.e2e_rounds:
-                continue
-            for x in r["calls"]:
-                t0 = time.perf_counter()
-                fn(x)
-                ts.append((time.perf_counter() - t0) / r["per"])
+        active = [r for r in runners if not (r["key"][0] == "e2e" and rnd >= a.e2e_rounds)]
+        for i in range(max(len(r["calls"]) for r in active)):
+            for r in active:
+                if i < len(r["calls"]):
+                    x = r["calls"][i]
+                    t0 = time.perf_counter()
+                    r["fn"](x)
+                    r["times"].append((time.perf_counter() - t0) / r["per"])
         log(f"round {rnd + 1}/{a.rounds}")
 
     def ms(r) -> float:

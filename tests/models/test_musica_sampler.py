@@ -1,5 +1,5 @@
-"""The gather-free (separable, matmul) MuSiCa patch sampler and the row-copy sampler exports
-use (``bilinear_patches_rows``) against the original gather-based
+"""The gather-free (separable, matmul) MuSiCa patch sampler and the window sampler exports
+use (``bilinear_patches_window``) against the original gather-based
 one, on real 300-W faces, under the TensorFlow and the JAX backend; and the shipped
 ``musica_acr_300w.h5`` gives the same outputs with either sampler.
 
@@ -42,7 +42,7 @@ SCRIPT = textwrap.dedent(
     # 1. the samplers alone: grey pyramid levels of real crops, patch centres at the faces' own
     # landmarks (sub-pixel), jittered, plus centres near and beyond the image border
     levels = [keras.ops.convert_to_numpy(v) for v in mu.ImagePyramid(3, grey=True)(crops)]
-    diffs, spreads, row_diffs = [], [], []
+    diffs, spreads, window_diffs = [], [], []
     for lv in levels + [crops / 255.0]:  # grey levels 128/64/32 and one RGB image (C = 3)
         side = lv.shape[1]
         pts = np.stack([CropTransform.from_points(samples[i].points, side).forward(samples[i].points) for i in idx])
@@ -55,13 +55,12 @@ SCRIPT = textwrap.dedent(
             assert new.shape == old.shape == (len(pts), centres.shape[1], p, p, lv.shape[-1]), (new.shape, old.shape)
             diffs.append(float(np.abs(new - old).max()))
             spreads.append(float(np.ptp(old)))
-            if lv.shape[-1] == 1:  # the row-copy sampler exports use (grey images)
-                rows = keras.ops.convert_to_numpy(mu.bilinear_patches_rows(lv, centres, p))
-                assert rows.shape == old.shape, (rows.shape, old.shape)
-                row_diffs.append(float(np.abs(rows - old).max()))
+            window = keras.ops.convert_to_numpy(mu.bilinear_patches_window(lv, centres, p))  # exports' sampler
+            assert window.shape == old.shape, (window.shape, old.shape)
+            window_diffs.append(float(np.abs(window - old).max()))
     out["sampler_max_abs_diff"] = max(diffs)
-    out["rows_sampler_max_abs_diff"] = max(row_diffs)
-    out["rows_sampler_cases"] = len(row_diffs)
+    out["window_sampler_max_abs_diff"] = max(window_diffs)
+    out["window_sampler_cases"] = len(window_diffs)
     out["sampler_min_range"] = min(spreads)
 
     # 2. the shipped model: every output with the separable sampler vs the gather sampler
@@ -95,8 +94,8 @@ def test_separable_sampler_matches_gather_sampler_on_real_faces(backend, w300_di
     assert res["backend"] == backend
     assert res["sampler_min_range"] > 0.05  # real, textured patches: the comparison is not trivially flat
     assert res["sampler_max_abs_diff"] <= 1e-4, res
-    assert res["rows_sampler_cases"] == 6  # three grey levels x two patch sizes
-    assert res["rows_sampler_max_abs_diff"] <= 1e-4, res
+    assert res["window_sampler_cases"] == 8  # three grey levels and one RGB image x two patch sizes
+    assert res["window_sampler_max_abs_diff"] <= 1e-4, res
     assert res["landmark_range"] > 0.2  # real landmark spreads
     for key, diff in res["model_max_abs_diff"].items():
         assert diff <= 1e-4, (key, res)

@@ -17,8 +17,8 @@ _EXPORT_KERNELS = False
 @contextlib.contextmanager
 def export_kernels(enabled: bool = True):
     """Within this context, MuSiCa layers trace to the ops exported runtimes have fast kernels
-    for: :func:`pool2x2` as ``max_pool``/``average_pool``, grey patches sampled by row copies
-    (:func:`acrloss.models.musica.sampler.bilinear_patches_rows`) and :class:`PatchEncoder`'s first
+    for: :func:`pool2x2` as ``max_pool``/``average_pool``, patches sampled by one window gather
+    each (:func:`acrloss.models.musica.sampler.bilinear_patches_window`) and :class:`PatchEncoder`'s first
     convolution as one ``conv`` op (TFLite/XNNPACK and ONNX Runtime run each as one kernel;
     the strided slices and nine broadcast multiply-adds used otherwise, faster under XLA,
     cost ~20x more there). Same values up to float rounding. :func:`acrloss.export.frozen_function`
