@@ -44,13 +44,16 @@ class EvaluationUsageError(EvaluationError):
 
 
 def load_predictor(path: str | os.PathLike, num_points: int, dataset: str, margin: float = CropConfig.margin,
-                   batch_size: int = 32, decoder: str | None = None) -> LandmarkPredictor:
+                   batch_size: int = 32, decoder: str | None = None, tta: bool = False,
+                   refine: int = 0) -> LandmarkPredictor:
     """The :class:`acrloss.predictor.LandmarkPredictor` of the model at ``path`` (a checkpoint or
     an exported ``.tflite`` / ``.onnx`` file) after checking that it takes square RGB crops and
     gives ``num_points`` landmarks; :class:`EvaluationError` naming ``path`` otherwise
-    (``FileNotFoundError`` for a missing file)."""
+    (``FileNotFoundError`` for a missing file). ``tta`` / ``refine``: the predictor's
+    flip test-time averaging and re-crop passes (:class:`acrloss.predictor.PredictorOptions`)."""
     try:
-        predictor = LandmarkPredictor(path, PredictorOptions(margin=margin, batch_size=batch_size, decoder=decoder))
+        predictor = LandmarkPredictor(path, PredictorOptions(margin=margin, batch_size=batch_size, decoder=decoder,
+                                                             tta=tta, refine=refine))
         predictor.check_points(num_points, dataset)
     except PredictorError as exc:
         raise EvaluationError(str(exc)) from exc
@@ -87,12 +90,17 @@ class Test:
         norm_points: "Sequence[int] | str | None" = None,
         strict: bool = False,
         file_prefix: str = "",
+        tta: bool = False,
+        refine: int = 0,
     ) -> dict[str, Any]:
         """Evaluate one checkpoint (see the class docstring). ``subsets`` ``None``: the
         dataset's test subsets. ``decoder`` (heatmap models only: ``argmax``, ``quarter``,
         ``dark``, ``keyposs``) replaces the decoder saved in the checkpoint; ``None`` keeps
         it. ``mirror`` / ``norm_points``: the scheme of user data (``images``, ``coco``; see
-        :func:`acrloss.config.user_spec`).
+        :func:`acrloss.config.user_spec`). ``tta`` (horizontal-flip test-time averaging
+        through the scheme's mirror map) and ``refine`` (extra passes re-cropping each face
+        around its predicted points) are the photo path's settings
+        (:class:`acrloss.predictor.PredictorOptions`); the result records them when set.
 
         Bad samples (malformed ``.pts``, points far outside the image, missing or unreadable
         image) are skipped and listed under ``"rejected"`` (``{"file", "reason"}``) with their
@@ -125,7 +133,8 @@ class Test:
         if user and not present:
             raise EvaluationError(f"{source}: no face to evaluate (every file rejected)")
         spec = resolve_spec(dataset, present[0] if user else None, mirror, norm_points)
-        predictor = load_predictor(pretrained_model_path, spec.num_points, spec.name, margin, batch_size, decoder)
+        predictor = load_predictor(pretrained_model_path, spec.num_points, spec.name, margin, batch_size, decoder,
+                                   tta, refine)
         result: dict[str, Any] = {
             "model": str(pretrained_model_path),
             "dataset": spec.name if images_dir is None else "images",
@@ -133,6 +142,8 @@ class Test:
             "failure_threshold": spec.failure_threshold,
             "input_size": predictor.input_size,
             **({"decoder": decoder} if decoder is not None else {}),
+            **({"tta": True} if tta else {}),
+            **({"refine": int(refine)} if refine else {}),
             "subsets": {},
             "missing": {},
         }
@@ -214,6 +225,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--max-faces", type=int, default=None)
     p.add_argument("--decoder", choices=Decoder.choices(), default=None,
                    help="heatmap models: decode with this instead of the checkpoint's own decoder")
+    p.add_argument("--tta", action="store_true",
+                   help="horizontal-flip test-time averaging (the photo path's default; twice the model calls)")
+    p.add_argument("--refine", type=int, default=0,
+                   help="extra passes re-cropping each face around its predicted points (default 0)")
     a = p.parse_args(argv)
     if a.images is None and a.data_dir is None and a.dataset == DatasetName.w300.value:
         a.data_dir = os.environ.get("ACRLOSS_300W")
@@ -226,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         result = Test().test_model(a.dataset, a.model, data_dir=None if a.images else a.data_dir, images_dir=a.images,
                                    subsets=a.subsets, out_dir=out_dir, max_faces=a.max_faces, decoder=a.decoder,
                                    mirror=parse_mirror(a.mirror), norm_points=parse_norm_points(a.norm_points),
-                                   strict=a.strict, file_prefix=prefix)
+                                   strict=a.strict, file_prefix=prefix, tta=a.tta, refine=a.refine)
     except (EvaluationUsageError, FileNotFoundError) as exc:
         _fail(exc, 2)
     except (EvaluationError, LandmarkFileError, ValueError, OSError) as exc:

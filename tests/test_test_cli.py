@@ -67,6 +67,25 @@ def test_cli_on_300w_reports_missing_subsets(tiny_model_path, w300_dir, tmp_path
     assert not (tmp_path / "ced.png").exists()
 
 
+def test_cli_tta_and_refine_run_the_photo_path_and_are_recorded(w300_dir, tmp_path):
+    """``--tta`` / ``--refine`` reach the predictor: the shipped model's points change (flip
+    averaging moves every face a little) and the JSON says which settings made the numbers."""
+    model = REPO / "pre_trained_models" / "musica_acr_300w.h5"
+    if not model.is_file():
+        pytest.skip(f"{model} not found")
+    runs = {}
+    for name, extra in (("plain", []), ("tta", ["--tta"]), ("tta_r1", ["--tta", "--refine", "1"])):
+        out = tmp_path / f"{name}.json"
+        evaluation.main(["--model", str(model), "--data-dir", str(w300_dir), "--subsets", "common", "--max-faces", "12",
+                         "--json", str(out), *extra])
+        runs[name] = json.loads(out.read_text())
+    assert "tta" not in runs["plain"] and "refine" not in runs["plain"]
+    assert runs["tta"]["tta"] is True and "refine" not in runs["tta"]
+    assert runs["tta_r1"]["tta"] is True and runs["tta_r1"]["refine"] == 1
+    nmes = [runs[k]["subsets"]["common"]["nme"] for k in ("plain", "tta", "tta_r1")]
+    assert all(math.isfinite(v) for v in nmes) and len(set(nmes)) == 3, nmes
+
+
 def test_cli_needs_a_data_source(tiny_model_path, monkeypatch):
     monkeypatch.delenv("ACRLOSS_300W", raising=False)
     with pytest.raises(SystemExit):
