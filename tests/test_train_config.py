@@ -98,12 +98,16 @@ def test_family_configs_read_back_by_their_family_tag():
 @pytest.mark.parametrize("path", sorted((ROOT / "pre_trained_models").glob("*.json")), ids=lambda p: p.stem)
 def test_shipped_settings_read_back(path):
     settings = json.loads(path.read_text())["settings"]
-    assert is_flat_settings(settings)  # written before the nested configs
     cfg = TrainConfig.from_dict(settings)
-    assert cfg.arch == settings["arch"] and cfg.crop.input_size == settings["crop"]["input_size"]
-    assert cfg.loss.name == settings["loss"] and cfg.loss.acr_lambda == settings["acr_lambda"]
     family = TASKS[cfg.arch].config_class
     assert type(cfg.model) is family
+    assert cfg.arch == settings["arch"] and cfg.crop.input_size == settings["crop"]["input_size"]
+    if not is_flat_settings(settings):  # shipped after the nested configs: the run's own config.json
+        assert settings["model"]["family"] == family.family
+        assert json.loads(json.dumps(cfg.to_dict())) == settings
+        return
+    # shipped before the nested configs: the old flat settings
+    assert cfg.loss.name == settings["loss"] and cfg.loss.acr_lambda == settings["acr_lambda"]
     if family is HeatmapConfig:
         assert (cfg.model.size, cfg.model.sigma, cfg.model.decoder) == (
             settings["heatmap_size"], settings["heatmap_sigma"], settings["decoder"])
