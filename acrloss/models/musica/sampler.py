@@ -72,14 +72,14 @@ def bilinear_patches(image: Any, centres: Any, patch_size: int) -> Any:
     :func:`bilinear_patches_gather`, up to float rounding).
     """
     p = int(patch_size)
+    if _layers._EXPORT_KERNELS:  # exported runtimes: one window gather instead of dense products
+        return bilinear_patches_window(image, centres, p)
     h, w, c = int(image.shape[1]), int(image.shape[2]), int(image.shape[3])
     dtype = image.dtype
     offs = ops.convert_to_tensor(np.arange(p, dtype=np.float32) - (p - 1) / 2.0, dtype=dtype)
     cx = ops.cast(centres[..., 0], dtype)
     cy = ops.cast(centres[..., 1], dtype)
     k = int(centres.shape[1])
-    if _layers._EXPORT_KERNELS:  # exported runtimes: one window gather instead of dense products
-        return bilinear_patches_window(image, centres, p)
     wy = interpolation_matrix(cy[:, :, None] + offs, h)  # (B, K, P, H)
     wxt = ops.transpose(interpolation_matrix(cx[:, :, None] + offs, w), (0, 1, 3, 2))  # (B, K, W, P)
     if c == 1:
