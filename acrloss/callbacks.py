@@ -60,6 +60,17 @@ def cosine_lr(base_lr: float, epochs: int, warmup: int = 2, floor: float = 0.01)
     return schedule
 
 
+def same_schedule_so_far(base_lr: float, epochs_before: int, epochs_now: int, num_levels: int, done: int) -> bool:
+    """Whether runs of ``epochs_before`` and of ``epochs_now`` epochs set the same learning rate
+    (:func:`cosine_lr`) and curriculum level (:func:`curriculum_level`) in each of their first
+    ``done`` epochs. Then a run resumed after ``done`` epochs with the new count is exactly the
+    run that count would have given from the start: typically while it is still in its
+    warm-up (e.g. to fit a run's length to a time budget measured over its first epochs)."""
+    before, now = cosine_lr(base_lr, epochs_before), cosine_lr(base_lr, epochs_now)
+    return all(before(e) == now(e) and curriculum_level(e, epochs_before, num_levels) == curriculum_level(e, epochs_now, num_levels)
+               for e in range(done))
+
+
 class BestCheckpoint(keras.callbacks.Callback):
     """Saves the model to ``path`` (``.h5``) atomically whenever ``monitor`` improves
     (lower is better), and records the best value in ``path + '.json'`` so a resumed run

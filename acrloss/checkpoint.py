@@ -245,10 +245,10 @@ def summary_from(state: CheckpointState, **extra: Any) -> dict[str, Any]:
 LATER_SETTINGS = {"precision": "float32"}
 
 
-def _config_diff(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+def _config_diff(saved: dict[str, Any], now: dict[str, Any], also_resumable: frozenset[str] = frozenset()) -> list[str]:
     if is_flat_settings(saved):  # a run started before the nested loss / family configs: read as it is now
         saved = TrainConfig.from_dict(saved).to_dict()
-    keys = sorted((set(saved) | set(now)) - RESUMABLE_CHANGES)
+    keys = sorted((set(saved) | set(now)) - RESUMABLE_CHANGES - also_resumable)
     saved = {**LATER_SETTINGS, **saved}
     return [f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in keys if saved.get(k) != now.get(k)]
 
@@ -266,10 +266,14 @@ class RunFolder:
     before anything is touched.
     """
 
-    def __init__(self, path: str | os.PathLike, config: dict[str, Any], epochs: int) -> None:
+    def __init__(self, path: str | os.PathLike, config: dict[str, Any], epochs: int,
+                 also_resumable: frozenset[str] = frozenset()) -> None:
         self.path = Path(path)
         self.config = jsonable(config)
         self.epochs = int(epochs)
+        # settings the caller has checked may differ from the checkpoint's on resume (beyond
+        # RESUMABLE_CHANGES), e.g. ``epochs`` while the run is still in its warm-up (acrloss.train)
+        self.also_resumable = frozenset(also_resumable)
 
     # which files are ours
     def temp_files(self) -> list[Path]:
@@ -292,7 +296,7 @@ class RunFolder:
         return removed
 
     def _check(self, state: CheckpointState) -> None:
-        diff = _config_diff(state.config, self.config)
+        diff = _config_diff(state.config, self.config, self.also_resumable)
         if diff:
             raise CheckpointError(f"{state.path}: saved by a run with other settings ({'; '.join(diff)}); "
                                   "resume with the same settings, or start again with --overwrite")

@@ -21,8 +21,9 @@ from typing import Any, Sequence
 import keras
 import numpy as np
 
-from acrloss.callbacks import CurriculumCallback, cosine_lr
-from acrloss.checkpoint import CheckpointError, EpochCheckpoint, RunFolder, RunFolderError, render_log, summary_from
+from acrloss.callbacks import CurriculumCallback, cosine_lr, same_schedule_so_far
+from acrloss.checkpoint import (CheckpointError, EpochCheckpoint, RunFolder, RunFolderError, latest_checkpoint, render_log,
+                                summary_from)
 from acrloss.config import (PRECISIONS, AugmentConfig, CropConfig, CurriculumConfig, DatasetName, Decoder, FamilyConfig,
                             HeatmapConfig, Head, LossConfig, LossName, ModelArch, MusicaConfig, RegressionConfig,
                             TaskConfigError, TrainConfig, parse_devices)
@@ -225,6 +226,23 @@ class Train:
             recipe.check_resume(self.save_path, cfg)  # the split, clipping, EMA and augmentation must match
         return None, folder.prepare(resume=resume, overwrite=overwrite)
 
+    def _epochs_may_change(self) -> bool:
+        """On resume: whether ``--epochs`` may differ from the checkpoint's. Only while every
+        epoch already run had the same learning rate and curriculum level under both counts
+        (the warm-up), so that the resumed run is the run the new count gives from the start."""
+        cfg = self.config
+        try:
+            state = latest_checkpoint(self.save_path, arrays=False)
+        except (CheckpointError, OSError, ValueError):
+            return False  # RunFolder.prepare names the problem
+        if state is None or state.epochs == cfg.epochs:
+            return False
+        if not same_schedule_so_far(cfg.learning_rate, state.epochs, cfg.epochs, len(cfg.curriculum.levels), state.epoch):
+            return False
+        print(f"{self.save_path}: resuming after {state.epoch} epochs with --epochs {cfg.epochs} (was {state.epochs}): "
+              "the epochs run so far had the same schedule under both", file=sys.stderr)
+        return True
+
     def _agree_on_start(self, start: int | None) -> None:
         """Several processes: every one must start at the same epoch (``None``: this one failed
         to open its run folder and raises its own error next), else all raise instead of
@@ -241,7 +259,8 @@ class Train:
     def _train(self, resume: bool, extra_callbacks: Sequence[keras.callbacks.Callback], overwrite: bool) -> dict[str, Any]:
         cfg = self.config
         keras.utils.set_random_seed(cfg.seed)
-        folder = RunFolder(self.save_path, cfg.to_dict(), cfg.epochs)
+        folder = RunFolder(self.save_path, cfg.to_dict(), cfg.epochs,
+                           also_resumable=frozenset({"epochs"}) if resume and self._epochs_may_change() else frozenset())
         try:
             done, state = self._open_run_folder(folder, resume, overwrite)
         except Exception:

@@ -164,3 +164,14 @@ def test_best_checkpoint_resumes_from_its_json(tmp_path):
     resumed.on_epoch_end(4, {"nme": 7.0})
     assert saved_kernel(path) == 4.0
     assert json.loads(path.with_name("best.h5.json").read_text())["epoch"] == 5
+
+
+def test_same_schedule_so_far_holds_through_the_warm_up_only():
+    from acrloss.callbacks import same_schedule_so_far
+
+    # warm-up (epochs 0, 1) and the first cosine epoch (t = 0) agree for any long enough count
+    assert same_schedule_so_far(1e-3, 200, 60, 4, 3)
+    assert same_schedule_so_far(1e-3, 200, 60, 4, 0)
+    assert not same_schedule_so_far(1e-3, 200, 60, 4, 4)  # epoch 3: the cosine has moved on differently
+    assert not same_schedule_so_far(1e-3, 30, 4, 4, 3)  # epoch 2: curriculum level 2 of 4 under 4 epochs
+    assert same_schedule_so_far(1e-3, 50, 50, 4, 50)

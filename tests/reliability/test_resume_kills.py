@@ -40,8 +40,8 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_child(data: Path, save: Path, *flags: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(HERE / "tiny_run.py"), str(data), str(save), str(EPOCHS), *flags],
+def run_child(data: Path, save: Path, *flags: str, epochs: int = EPOCHS, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(HERE / "tiny_run.py"), str(data), str(save), str(epochs), *flags],
                           env=child_env(**env), capture_output=True, text=True, timeout=600)
 
 
@@ -148,3 +148,23 @@ def test_resume_of_a_finished_run_says_so_and_touches_nothing(faces, reference, 
     assert "already finished" in proc.stderr
     after = {p: (p.stat().st_size, p.stat().st_mtime_ns, p.read_bytes()) for p in save.rglob("*") if p.is_file()}
     assert after == before
+
+
+def test_epochs_may_change_on_resume_only_while_the_schedule_so_far_is_the_same(faces, reference, tmp_path):
+    """A run started for 30 epochs, killed after 3 (the warm-up and the first cosine epoch, at
+    the first curriculum level under both counts), resumed with 12 epochs: exactly the
+    uninterrupted 12-epoch run. Resumed with 4 epochs instead (epoch 2 would have had the
+    second curriculum level), it is refused, naming the setting."""
+    ref, _ = reference
+    for name, epochs in (("longer", 30), ("refused", 30)):
+        proc = run_child(faces, tmp_path / name, epochs=epochs, ACRLOSS_FAULT="end@3")
+        assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+        assert latest_checkpoint(tmp_path / name, arrays=False).epoch == 3
+    proc = run_child(faces, tmp_path / "longer", "--resume")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "with --epochs 12 (was 30)" in proc.stderr
+    assert_same_run(tmp_path / "longer", ref)
+
+    proc = run_child(faces, tmp_path / "refused", "--resume", epochs=4)
+    assert proc.returncode != 0
+    assert "other settings" in proc.stderr and "epochs: 30 -> 4" in proc.stderr, proc.stderr[-3000:]
