@@ -222,3 +222,27 @@ def test_cascade_quantize_options_are_validated(musica, tmp_path):
     with pytest.raises(ValueError, match="NME gate"):
         export_cascade_tflite(musica, out, eval_faces=10)
     assert not out.exists()
+
+
+def test_signature_calls_match_the_runtime_runner_across_batch_sizes(exported, crops):
+    """The cascade's own signature calls (resize and allocate only when a shape changes) give
+    exactly the LiteRT SignatureRunner's outputs, batch sizes alternating 1, 5, 1, 24, 1."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    runner = ExportedCascade(exported[0], num_threads=1)
+    plain = Interpreter(model_path=str(exported[0]), num_threads=1)
+    start, stage = plain.get_signature_runner("start"), plain.get_signature_runner("stage_1")
+    for lo, hi in ((0, 1), (1, 6), (6, 7), (0, 24), (23, 24)):
+        x = np.ascontiguousarray(crops[lo:hi])
+        want, got = start(image=x), runner._start(image=x)
+        assert want.keys() == got.keys()
+        for key in want:
+            np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+        level = want[f"level_{runner.levels[0]}"]
+        shape = np.repeat(runner.mean_shape[None], hi - lo, 0)
+        hidden = np.zeros((hi - lo, runner.hidden_units), np.float32)
+        want, got = stage(image=level, shape=shape, hidden=hidden), runner._stage_runners[0](image=level, shape=shape, hidden=hidden)
+        for key in want:
+            np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+    with pytest.raises(ValueError, match="signature inputs"):
+        runner._start(picture=crops[:1])
