@@ -137,6 +137,8 @@ class EarlyExitCascade:
         self._full_fn = call(model)
         #: rows processed by each stage since construction (cumulative; see ``reset_counters``)
         self.calls = np.zeros(len(self.stages), np.int64)
+        #: the (0-based) stages after which a face may stop: every stage but the last
+        self.exit_stages: tuple[int, ...] = tuple(range(len(self.stages) - 1))
 
     @property
     def num_stages(self) -> int:
@@ -156,8 +158,9 @@ class EarlyExitCascade:
 
         Args:
             images: ``(M, S, S, 3)`` RGB [0, 255] face crops.
-            threshold: a face stops after the first stage whose predicted error is below this
-                (NME fraction); ``+inf``: stage 1 only; ``-inf``: all stages.
+            threshold: a face stops after the first stage of :attr:`exit_stages` whose
+                predicted error is below this (NME fraction); ``+inf``: stop at the first exit
+                (stage 1 by default); ``-inf``: all stages.
             failure_threshold: faces reaching the last stage with a predicted error above
                 this are flagged.
         """
@@ -188,7 +191,7 @@ class EarlyExitCascade:
             errors[active] = err
             stopped_at[active] = t
             stage_errors.append(err)
-            if t < t_count - 1:
+            if t < t_count - 1 and t in self.exit_stages:
                 active = active[~(err < threshold)]  # NaN keeps going
         self.calls += faces
         flagged = (stopped_at == t_count - 1) & (errors > failure_threshold)

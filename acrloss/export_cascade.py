@@ -17,13 +17,19 @@ The file holds one TFLite signature per piece of the cascade, all sharing the we
   pyramid), ``shape (B, 2N)`` (the mean shape), ``hidden (B, H)`` (zeros) and the constant
   ``stage_macs (T,)`` (multiply-adds per face of each stage);
 - ``stage_1 .. stage_T``: ``image`` (the stage's pyramid level), ``shape``, ``hidden`` ->
-  ``shape``, ``hidden``, ``error`` (the stage's predicted NME fraction).
+  ``shape``, ``hidden``, ``error`` (the stage's predicted NME fraction);
+- ``head``: ``image`` -> the state after stage ``T-1`` (``shape``, ``hidden``), every
+  earlier stage's ``errors (B, T-1)`` and the last stage's pyramid ``level``: the start and
+  all stages but the last in one call.
 
-:class:`ExportedCascade` runs them stage by stage with the same per-face early exit as
-:class:`acrloss.early_exit.EarlyExitCascade` (only the faces still above the threshold
-are passed on, as a smaller batch), so a face that stops after stage ``t`` costs the
-runtime nothing more: saved multiply-adds are saved time. ``rows_run`` counts the rows
-each stage's exported function actually received.
+:class:`ExportedCascade` runs them with per-face early exit (only the faces still above the
+threshold are passed on, as a smaller batch), so a face that stops early costs the runtime
+nothing more: saved multiply-adds are saved time. By default (``exits="last"``) a face may
+stop only before the last stage: one ``head`` call, then ``stage_T`` for the faces still
+above the threshold (two runtime calls at most; at batch 1 each call costs about as much as
+a small stage, so one call per stage ate the savings). ``exits="all"``: a call per stage and
+a possible stop after each, as :class:`acrloss.early_exit.EarlyExitCascade`. ``rows_run``
+counts the rows each stage actually received.
 
 The export is traced with :func:`acrloss.models.musica.export_kernels` (fast TFLite
 kernels) and is written only when every stage run to the end (``threshold=-inf``) matches
@@ -129,6 +135,22 @@ def _cascade_bytes(model: Any, quantize: str | None = None) -> bytes:
             return run_stage
 
         signatures[f"stage_{t + 1}"] = make()
+
+    levels_of = [int(round(np.log2(size / int(st.inputs[0].shape[1])))) for st in stages]
+
+    @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32, name="image")])
+    def head(image):  # start and every stage but the last in one call: the fast path to the one exit
+        levels = pyramid(image)
+        ones = tf.ones_like(image[:, :1, 0, 0])
+        shape, hidden = ones * tf.constant(mean[None]), ones * tf.zeros((1, hid), tf.float32)
+        errors = []
+        for t, stage in enumerate(stages[:-1]):
+            shape, hidden, error = stage([levels[levels_of[t]], shape, hidden], training=False)
+            errors.append(tf.reshape(error, [-1]))
+        return {"shape": shape, "hidden": hidden, "errors": tf.stack(errors, axis=1), "level": levels[levels_of[-1]]}
+
+    if len(stages) > 1:
+        signatures["head"] = head
     from tensorflow.python.framework.convert_to_constants import (  # noqa: PLC0415
         convert_variables_to_constants_v2,
     )
@@ -212,9 +234,16 @@ class ExportedCascade(EarlyExitCascade):
         path: the cascade ``.tflite`` file.
         threshold: early-exit threshold of ``__call__`` (predicted NME fraction).
         num_threads: LiteRT CPU threads (``None``: the runtime's default).
+        exits: where a face may stop. ``"last"``: only before the last stage, through the
+            file's ``head`` signature (the start and every other stage in one runtime call,
+            then the last stage for the faces still above the threshold: two calls at most,
+            the fastest); ``"all"``: after any stage, one call per stage (the semantics of
+            :class:`acrloss.early_exit.EarlyExitCascade`). ``None``: ``"last"`` when the
+            file has a ``head`` (files exported before it: ``"all"``).
     """
 
-    def __init__(self, path: str | os.PathLike, threshold: float = float("-inf"), num_threads: int | None = None) -> None:
+    def __init__(self, path: str | os.PathLike, threshold: float = float("-inf"), num_threads: int | None = None,
+                 exits: str | None = None) -> None:
         self.path = str(path)
         if not os.path.isfile(self.path):
             raise FileNotFoundError(f"{self.path}: exported cascade file not found")
@@ -258,6 +287,16 @@ class ExportedCascade(EarlyExitCascade):
             self.levels.append(matches[0])
             self._stage_runners.append(runner)
         self.stages = self._stage_runners
+        self._head = _Signature(self._interp, "head") if "head" in keys else None
+        if exits is None:
+            exits = "last" if self._head is not None else "all"
+        if exits not in ("last", "all"):
+            raise ValueError(f"exits must be 'last' or 'all', got {exits!r}")
+        if exits == "last" and self._head is None:
+            raise ValueError(f"{self.path}: exits='last' needs the file's 'head' signature (export it again with "
+                             "export_cascade_tflite), or use exits='all'")
+        self.exits = exits
+        self.exit_stages = (count - 2,) if exits == "last" else tuple(range(count - 1))
         self._pyramid_fn = self._run_start
         self._stage_fns = [self._stage_fn(t) for t in range(count)]
         self._first_shape = self.mean_shape[None].copy()  # (1, 2N): one face's start state
@@ -287,6 +326,8 @@ class ExportedCascade(EarlyExitCascade):
         each stage's outputs straight to the next and stops at the exit (the general path's
         compaction bookkeeping cost ~10 % of a face's time), with the same result."""
         images = np.asarray(images, np.float32)
+        if self.exits == "last":
+            return self._run_head(images, threshold, failure_threshold)
         if images.shape != (1, self.input_size, self.input_size, 3):
             return super().run(images, threshold, failure_threshold)
         levels = self._run_start(images)
@@ -310,6 +351,36 @@ class ExportedCascade(EarlyExitCascade):
         return EarlyExitResult(np.array(shape, np.float32), stopped_at, errors, flagged, faces, self.stage_macs.copy(),
                                float(threshold), float(failure_threshold), stage_errors)
 
+    def _run_head(self, images: np.ndarray, threshold: float, failure_threshold: float) -> EarlyExitResult:
+        """``exits="last"``: the ``head`` call for every face, then the last stage for the faces
+        whose predicted error after the one before it is not below ``threshold``."""
+        if images.ndim != 4 or images.shape[1:] != (self.input_size, self.input_size, 3):
+            raise ValueError(f"images must be (M, {self.input_size}, {self.input_size}, 3), got {images.shape}")
+        m, t_count = len(images), self.num_stages
+        out = self._head(image=np.ascontiguousarray(images))
+        shape, errs = out["shape"], out["errors"]  # (M, 2N), (M, T-1)
+        stage_errors = [errs[:, t].copy() for t in range(t_count - 1)]
+        errors = stage_errors[-1].copy()
+        stopped_at = np.full(m, t_count - 2, np.int64)
+        active = np.flatnonzero(~(errors < threshold))  # NaN keeps going
+        if active.size:
+            sub = (lambda v: v) if active.size == m else (lambda v: np.ascontiguousarray(v[active]))
+            last = self._stage_runners[-1](image=sub(out["level"]), shape=sub(shape), hidden=sub(out["hidden"]))
+            shape[active] = last["shape"]
+            last_err = np.asarray(last["error"], np.float32).reshape(-1)
+            errors[active] = last_err
+            stopped_at[active] = t_count - 1
+            stage_errors.append(last_err)
+        else:
+            stage_errors.append(np.zeros(0, np.float32))
+        faces = np.full(t_count, m, np.int64)
+        faces[-1] = active.size
+        self.rows_run += faces
+        self.calls += faces
+        flagged = (stopped_at == t_count - 1) & (errors > failure_threshold)
+        return EarlyExitResult(np.asarray(shape, np.float32), stopped_at, errors, flagged, faces, self.stage_macs.copy(),
+                               float(threshold), float(failure_threshold), stage_errors)
+
     def reset_counters(self) -> None:
         """Zero :attr:`calls` and :attr:`rows_run`."""
         self.calls[:] = 0
@@ -328,7 +399,7 @@ class ExportedCascade(EarlyExitCascade):
     predict = __call__
 
     def __repr__(self) -> str:
-        return f"ExportedCascade({self.path!r}, stages={self.num_stages}, threshold={self.threshold})"
+        return f"ExportedCascade({self.path!r}, stages={self.num_stages}, threshold={self.threshold}, exits={self.exits!r})"
 
 
 def export_cascade_tflite(model: Any, out_path: str | os.PathLike, *, crops: np.ndarray | None = None,
@@ -396,8 +467,12 @@ def export_cascade_tflite(model: Any, out_path: str | os.PathLike, *, crops: np.
             shape, hidden, err = fn([levels[runner.levels[t]], shape, hidden])
             stage_diff.append(float(max(np.abs(shape - ref["stages"][:, t]).max(),
                                         np.abs(err - ref["errors"][:, t]).max())))
-        one = runner.run(crops[:1], float("-inf")).landmarks
+        one = runner.run(crops[:1], float("-inf")).landmarks  # the head + last stage path (exits="last")
         diff = float(max(max(stage_diff), np.abs(one - ref["landmarks"][:1]).max()))
+        if runner._head is not None:  # the head alone, every face
+            head = runner._head(image=np.ascontiguousarray(crops))
+            diff = max(diff, float(np.abs(head["shape"] - ref["stages"][:, -2]).max()),
+                       float(np.abs(head["errors"] - ref["errors"][:, :-1]).max()))
         count = runner.num_stages
         del runner
         if quantize is None:

@@ -26,7 +26,9 @@ untimed, and every runtime gets the same box per face.
   as ``tflite-dynamic-early-exit``: the per-stage file dynamic-range quantized
   (``export_cascade_tflite(quantize="dynamic")``, written only within 0.10 NME points of
   the float model, else under ``refused``), its threshold chosen by the same rule on its
-  own predicted errors (or the given one).
+  own predicted errors (or the given one). Both run as ``ExportedCascade`` does by default:
+  a face may stop only before the last stage (``exits="last"``: the file's ``head`` call,
+  then the last stage for the faces above the threshold; the choice's ``exit_stages``).
 
 End to end (``what: "end_to_end"``): the 24 whole photos of ``DIR/full`` (decoded once,
 untimed): dlib = HOG detector + shape predictor on every detection; acrloss =
@@ -261,9 +263,11 @@ def main(argv: list[str] | None = None) -> dict:
                     shapes, errs = np.stack(shapes), np.stack(errs)  # (T, M, 2N), (T, M)
                     last = len(errs) - 1
 
-                    def val_nme(th, shapes=shapes, errs=errs, last=last, vcrops=vcrops, vpts=vpts, chooser=chooser):
-                        below = errs[:last] < th
-                        stop = np.where(below.any(axis=0), below.argmax(axis=0), last)
+                    exits = np.asarray(chooser.exit_stages, np.int64)  # where the runner lets a face stop
+
+                    def val_nme(th, shapes=shapes, errs=errs, last=last, vcrops=vcrops, vpts=vpts, chooser=chooser, exits=exits):
+                        below = errs[exits] < th
+                        stop = np.where(below.any(axis=0), exits[below.argmax(axis=0)], last)
                         pred = shapes[stop, np.arange(len(vcrops))]
                         macs = float(np.mean([chooser.stage_macs[: k + 1].sum() for k in stop]))
                         return float(np.mean(nme(denormalize(pred.reshape(len(vcrops), -1, 2), size), vpts,
@@ -274,6 +278,7 @@ def main(argv: list[str] | None = None) -> dict:
                     ok = [s for s in sweep if s[1] <= full_nme * 1.03]
                     threshold = max(ok)[0] if ok else float("-inf")
                     choice = {"rule": "largest threshold with validation NME <= 1.03 x the full cascade's",
+                              "exit_stages": [int(e) for e in exits],
                               "val_faces": len(vcrops), "val_nme_full": round(full_nme, 3),
                               "sweep": [{"threshold": t, "val_nme": round(n, 3), "mma": round(m / 1e6, 2)}
                                         for t, n, m in sweep]}

@@ -57,7 +57,7 @@ def test_cascade_export_passes_parity_per_stage(exported):
 
 def test_exported_early_exit_runs_the_expected_stages_per_face(musica, exported, crops):
     keras_runner = EarlyExitCascade(musica, compiled=False)
-    runner = ExportedCascade(exported[0], num_threads=1)
+    runner = ExportedCascade(exported[0], num_threads=1, exits="all")
     full = keras_runner.run(crops, float("-inf"))
     # thresholds between the faces' own predicted errors: a mix of stop stages
     errs = np.concatenate(full.stage_errors[:3])
@@ -124,9 +124,9 @@ def test_exported_stages_sample_patches_by_one_window_gather(exported):
     pixel window per patch, no dense ``(K*P, H) x (H, W)`` interpolation products
     (``BATCH_MATMUL``, ~2x the time per face in LiteRT) and no transposes of the image."""
     per_sub = _ops_per_signature(exported[0])
-    assert len(per_sub) == 5, sorted(per_sub)  # start + four stages
+    assert sorted(per_sub) == ["head", "stage_1", "stage_2", "stage_3", "stage_4", "start"]
     stages = [ops for ops in per_sub.values() if "CONV_2D" in ops]
-    assert len(stages) == 4, {k: len(v) for k, v in per_sub.items()}
+    assert len(stages) == 5, {k: len(v) for k, v in per_sub.items()}  # four stages and the head (three of them)
     for ops in stages:
         assert "GATHER" in ops
         # the dense form multiplies, the row-copy form (before) transposed the image and its columns
@@ -137,7 +137,7 @@ def test_one_face_fast_path_matches_the_batch_path(exported, crops):
     """``run`` on one face (its own lean loop) gives what the compacting batch path gives
     that face, runs exactly its stages, and returns fresh arrays (no runtime buffer reused
     across calls)."""
-    runner = ExportedCascade(exported[0], num_threads=1)
+    runner = ExportedCascade(exported[0], num_threads=1, exits="all")
     full = runner.run(crops, float("-inf"))
     th = float(np.quantile(np.concatenate(full.stage_errors[:3]), 0.4))
     batch = runner.run(crops, th)
@@ -178,7 +178,7 @@ def test_dynamic_range_cascade_passes_the_nme_gate(dynamic, exported):
 
 
 def test_dynamic_range_cascade_runs_the_expected_stages_close_to_float(dynamic, exported, crops):
-    quant = ExportedCascade(dynamic[0], num_threads=1)
+    quant = ExportedCascade(dynamic[0], num_threads=1, exits="all")
     full_q = quant.run(crops, float("-inf"))
     full_f = ExportedCascade(exported[0], num_threads=1).run(crops, float("-inf"))
     diff = np.abs(full_q.landmarks - full_f.landmarks)  # normalized coordinates; 0.01 = 1.3 px of 128
@@ -246,3 +246,37 @@ def test_signature_calls_match_the_runtime_runner_across_batch_sizes(exported, c
             np.testing.assert_array_equal(got[key], want[key], err_msg=key)
     with pytest.raises(ValueError, match="signature inputs"):
         runner._start(picture=crops[:1])
+
+
+def test_head_path_stops_only_before_the_last_stage_in_two_calls(musica, exported, crops):
+    """``exits="last"`` (the default with a ``head``): the Keras cascade with the same single
+    exit gives the same stops and points; the head ran every face once and the last stage
+    only the faces at or above the threshold; one face agrees with the batch."""
+    runner = ExportedCascade(exported[0], num_threads=1)
+    assert runner.exits == "last" and runner.exit_stages == (2,) and runner._head is not None
+    keras_runner = EarlyExitCascade(musica, compiled=False)
+    keras_runner.exit_stages = (2,)
+    full = keras_runner.run(crops, float("-inf"))
+    th = float(np.median(full.stage_errors[2]))
+    expected = np.where(full.stage_errors[2] < th, 2, 3)
+    assert len(np.unique(expected)) == 2
+    for threshold, stops in ((th, expected), (float("-inf"), np.full(len(crops), 3)), (float("inf"), np.full(len(crops), 2))):
+        ref = keras_runner.run(crops, threshold)
+        runner.reset_counters()
+        got = runner.run(crops, threshold)
+        np.testing.assert_array_equal(ref.stopped_at, stops)
+        np.testing.assert_array_equal(got.stopped_at, stops)
+        n_last = int((stops == 3).sum())
+        assert runner.rows_run.tolist() == got.faces_per_stage.tolist() == [len(crops)] * 3 + [n_last]
+        np.testing.assert_allclose(got.landmarks, ref.landmarks, atol=1e-4)
+        np.testing.assert_allclose(got.errors, ref.errors, atol=1e-4)
+        for t in range(3):
+            np.testing.assert_allclose(got.stage_errors[t], full.stage_errors[t], atol=1e-4)
+    for i in (0, int(np.argmax(expected == 2)), int(np.argmax(expected == 3))):
+        runner.reset_counters()
+        one = runner.run(crops[i : i + 1], th)
+        assert one.stopped_at.tolist() == [expected[i]]
+        assert runner.rows_run.tolist() == [1, 1, 1, int(expected[i] == 3)]
+    # a file without a head (exported before it) can only run exits="all"
+    with pytest.raises(ValueError, match="exits must be"):
+        ExportedCascade(exported[0], exits="first")
