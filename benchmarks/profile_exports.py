@@ -147,11 +147,13 @@ def main(argv: list[str] | None = None) -> dict:
                 s, h, _ = fn([lv[cas.levels[t]], s, h])
 
         fns[("cascade", "start_runner_ms")] = lambda: cas._start(image=x)
-        fns[("cascade", "start_invoke_ms")] = lambda: wrapper.Invoke(cas._start._subgraph_index)
+        fns[("cascade", "start_invoke_ms")] = lambda: wrapper.Invoke(cas._start.runner._subgraph_index)
         for t, runner in enumerate(cas._stage_runners):
             lv = levels[cas.levels[t]]
             fns[("cascade", f"stage_{t + 1}_runner_ms")] = lambda r=runner, lv=lv: r(image=lv, shape=shape, hidden=hidden)
-            fns[("cascade", f"stage_{t + 1}_invoke_ms")] = lambda r=runner: wrapper.Invoke(r._subgraph_index)
+            fns[("cascade", f"stage_{t + 1}_invoke_ms")] = lambda r=runner: wrapper.Invoke(r.runner._subgraph_index)
+        if cas._head is not None:  # start + every stage but the last in one call (exits="last")
+            fns[("cascade", "head_runner_ms")] = lambda: cas._head(image=x)
         fns[("cascade", "all_calls_chained_ms")] = chained
         fns[("cascade", "run_all_stages_ms")] = lambda: cas.run(x, float("-inf"))
     timed = _interleaved(fns, a.rounds)
