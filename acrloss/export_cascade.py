@@ -326,6 +326,12 @@ class ExportedCascade(EarlyExitCascade):
         each stage's outputs straight to the next and stops at the exit (the general path's
         compaction bookkeeping cost ~10 % of a face's time), with the same result."""
         images = np.asarray(images, np.float32)
+        if images.ndim == 4 and images.shape[0] == 0:  # no faces: the runtimes cannot take an empty batch
+            t_count, n2 = self.num_stages, self.mean_shape.size
+            empty = np.zeros(0, np.float32)
+            return EarlyExitResult(np.zeros((0, n2), np.float32), np.zeros(0, np.int64), empty, np.zeros(0, bool),
+                                   np.zeros(t_count, np.int64), self.stage_macs.copy(), float(threshold),
+                                   float(failure_threshold), [empty] * t_count)
         if self.exits == "last":
             return self._run_head(images, threshold, failure_threshold)
         if images.shape != (1, self.input_size, self.input_size, 3):

@@ -277,6 +277,8 @@ def test_head_path_stops_only_before_the_last_stage_in_two_calls(musica, exporte
         one = runner.run(crops[i : i + 1], th)
         assert one.stopped_at.tolist() == [expected[i]]
         assert runner.rows_run.tolist() == [1, 1, 1, int(expected[i] == 3)]
-    # a file without a head (exported before it) can only run exits="all"
+    for exits in ("last", "all"):  # no faces (a photo without any): an empty result, not a runtime error
+        empty = ExportedCascade(exported[0], exits=exits).run(crops[:0], th)
+        assert empty.landmarks.shape == (0, 136) and empty.faces_per_stage.tolist() == [0, 0, 0, 0]
     with pytest.raises(ValueError, match="exits must be"):
         ExportedCascade(exported[0], exits="first")
