@@ -65,8 +65,8 @@ class Run:
         cmd = [sys.executable, str(self.script), *self.args, "--epochs", str(self.epochs), "--save-path", str(self.dir)]
         cmd.append("--resume" if resume else "--overwrite")
         self.dir.parent.mkdir(parents=True, exist_ok=True)
-        err = open(self.dir.parent / f"{self.name.replace('/', '_')}.stderr", "a")
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=self.env, cwd=REPO)
+        with open(self.dir.parent / f"{self.name.replace('/', '_')}.stderr", "a") as err:  # the child keeps its own copy
+            self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=self.env, cwd=REPO)
         self.launched = time.time()
 
     def poll(self) -> None:

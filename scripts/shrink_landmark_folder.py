@@ -19,18 +19,20 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from acrloss.data_prep.formats import read_pts, write_pts
+from acrloss.data_prep.datasets import read_pts_sample
+from acrloss.data_prep.formats import LandmarkFileError, write_pts
 
 
 def shrink_one(pts_path: Path, src_root: Path, dst_root: Path, max_side: int, quality: int) -> int:
     """Shrink one face (image + points); returns the bytes written for the image."""
-    image_path = next((pts_path.with_suffix(e) for e in (".jpg", ".png", ".jpeg") if pts_path.with_suffix(e).exists()), None)
-    if image_path is None:
-        raise SystemExit(f"{pts_path}: no image (.jpg/.png) beside this .pts file")
-    image = cv2.imread(str(image_path), cv2.IMREAD_UNCHANGED)
+    try:
+        sample = read_pts_sample(pts_path, num_points=None)  # the image beside it, points checked
+    except LandmarkFileError as exc:
+        raise SystemExit(str(exc)) from None
+    image = cv2.imread(sample.image_path, cv2.IMREAD_UNCHANGED)
     if image is None:
-        raise SystemExit(f"{image_path}: cannot decode image")
-    points = read_pts(pts_path, num_points=None)
+        raise SystemExit(f"{sample.image_path}: cannot decode image")
+    points = sample.points
     h, w = image.shape[:2]
     scale = min(1.0, max_side / max(h, w))
     if scale < 1.0:
@@ -43,7 +45,7 @@ def shrink_one(pts_path: Path, src_root: Path, dst_root: Path, max_side: int, qu
     out_pts.parent.mkdir(parents=True, exist_ok=True)
     ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
-        raise SystemExit(f"{image_path}: cannot encode JPEG")
+        raise SystemExit(f"{sample.image_path}: cannot encode JPEG")
     out_pts.with_suffix(".jpg").write_bytes(buf.tobytes())
     write_pts(out_pts, points)
     return len(buf)
