@@ -42,7 +42,7 @@ from acrloss.config import CropConfig
 from acrloss.data_prep.crop import CropTransform
 from acrloss.data_prep.formats import LandmarkFileError
 from acrloss.data_prep.images import IMAGE_EXTENSIONS, read_image, to_rgb
-from acrloss.detectors import BoxCalibration, Detection, DlibHOGDetector, StaticBoxes
+from acrloss.detectors import BoxCalibration, Detection, DlibHOGDetector, StaticBoxes, calibration_for
 from acrloss.presets import DEFAULT_MODEL, DEFAULT_REFINE, DEFAULT_TTA, available_models, resolve_model  # noqa: F401
 from acrloss.predictor import LandmarkPredictor, Prediction, PredictorError, PredictorOptions
 from acrloss.tta import AlignedFace
@@ -120,7 +120,7 @@ class FaceAligner:
         except PredictorError as exc:
             raise ValueError(f"FaceAligner: {exc}") from exc
         self._detector = detector
-        self.calibration = BoxCalibration() if calibration is None else calibration
+        self.calibration = calibration_for(detector) if calibration is None else calibration
 
     # ------------------------------------------------------------------ the predictor's settings
     @property

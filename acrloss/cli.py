@@ -160,7 +160,7 @@ def align_command(a: argparse.Namespace) -> int:
     from acrloss.detectors import DlibHOGDetector  # noqa: PLC0415
 
     try:
-        detector = DlibHOGDetector(upsample=a.upsample)
+        detector = DlibHOGDetector(upsample=a.upsample, grey=a.detector == "dlib")
         aligner = FaceAligner(a.model, detector=detector, refine=a.refine, tta=a.tta)
     except (ImportError, FileNotFoundError, ValueError, TypeError) as exc:
         _err(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
@@ -246,7 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     al.add_argument("--out", required=True, help="output folder")
     al.add_argument("--model", default=DEFAULT_MODEL,
                     help=f"shipped model name, .h5/.keras checkpoint, or exported .tflite/.onnx file (default {DEFAULT_MODEL})")
-    al.add_argument("--detector", default="dlib", choices=["dlib"], help="face detector (dlib's HOG detector)")
+    al.add_argument("--detector", default="dlib", choices=["dlib", "dlib-colour"],
+                    help="face detector: dlib's HOG on the grey image (default; about a third faster) or on the "
+                         "colour image (dlib-colour); each with its own fitted box calibration")
     al.add_argument("--upsample", type=non_negative_int, default=1, help="dlib upsampling steps (more finds smaller faces; slower)")
     al.add_argument("--refine", type=non_negative_int, default=DEFAULT_REFINE,
                     help=f"extra passes re-cropping each face around its predicted points (default {DEFAULT_REFINE})")

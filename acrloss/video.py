@@ -605,7 +605,8 @@ def align_videos_command(a: Any, videos: list[str]) -> int:
 
     try:
         cfg = TrackConfig(detect_every=a.detect_every, smooth=not a.no_smooth, return_pose=a.pose)
-        aligner = FaceAligner(a.model, detector=DlibHOGDetector(upsample=a.upsample))
+        aligner = FaceAligner(a.model, detector=DlibHOGDetector(upsample=a.upsample,
+                                                                grey=getattr(a, "detector", "dlib") == "dlib"))
     except (ImportError, FileNotFoundError, ValueError, TypeError) as exc:
         err(str(exc))
         return 2

@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--data-dir", default=os.environ.get("ACRLOSS_300W"), help="300-W folder (or env ACRLOSS_300W)")
     p.add_argument("--max-faces", type=int, default=400, help="evenly spaced subset of the train images (0 = all)")
     p.add_argument("--upsample", type=int, default=1)
+    p.add_argument("--hog", choices=["grey", "colour"], default="grey",
+                   help="HOG on the luma image (DlibHOGDetector's default) or on the colour image (grey=False)")
     p.add_argument("--json", help="also write the result here")
     a = p.parse_args(argv)
     if not a.data_dir:
@@ -37,7 +39,7 @@ def main(argv: list[str] | None = None) -> dict:
     if a.max_faces and a.max_faces < len(samples):
         idx = np.linspace(0, len(samples) - 1, a.max_faces).round().astype(int)
         samples = [samples[i] for i in idx]
-    detector = DlibHOGDetector(upsample=a.upsample)
+    detector = DlibHOGDetector(upsample=a.upsample, grey=a.hog == "grey")
     t0 = time.time()
 
     def progress(i: int, n: int) -> None:

@@ -22,8 +22,9 @@ Face sets (the 300-W folders hold 1.8x crops around each face):
 Boxes:
 
 - ``landmark_boxes``: the annotated points' box, one plain pass (what ``test.py`` reports).
-- ``detector_boxes``: dlib HOG (``DlibHOGDetector(upsample=1)``) run on each crop image, as a
-  user gets boxes; the detection whose *calibrated* box (``BoxCalibration``) overlaps the
+- ``detector_boxes``: dlib HOG (``DlibHOGDetector(upsample=1)``, grey unless ``--hog colour``) run on each
+  crop image, as a user gets boxes; the detection whose *calibrated* box (the detector's
+  ``box_calibration``) overlaps the
   landmark box most is used when that IoU >= ``--min-iou`` (0.3), through the photo path
   ``FaceAligner(refine=R, tta=T)`` for each ``--settings`` entry (``r1+tta``: refine 1 with
   flip TTA). A missed face (no such detection) is **not** in the NME / FR / AUC of the
@@ -103,6 +104,9 @@ def main(argv: list[str] | None = None) -> dict:
                    help="photo-path settings for the detector-box rows: rN or rN+tta (default: FaceAligner's defaults)")
     p.add_argument("--min-iou", type=float, default=0.3, help="calibrated-box IoU that counts as detected (0.3)")
     p.add_argument("--upsample", type=int, default=1, help="dlib upsampling (1)")
+    p.add_argument("--hog", choices=["grey", "colour"], default="grey",
+                   help="dlib HOG on the grey image (DlibHOGDetector's default) or the colour image; figures "
+                        "before 2026-12-04 used colour")
     a = p.parse_args(argv)
     if not a.data_dir:
         p.error("give --data-dir (or set ACRLOSS_300W)")
@@ -116,7 +120,7 @@ def main(argv: list[str] | None = None) -> dict:
     from acrloss.data_prep.crop import face_box
     from acrloss.data_prep.datasets import read_folder, train_val_split, w300_subset
     from acrloss.data_prep.images import read_image
-    from acrloss.detectors import BoxCalibration, DlibHOGDetector, box_iou
+    from acrloss.detectors import DlibHOGDetector, box_iou
     from acrloss.metrics import nme, summarize
 
     t_start = time.time()
@@ -141,8 +145,8 @@ def main(argv: list[str] | None = None) -> dict:
             idx = np.linspace(0, len(samples) - 1, a.limit).round().astype(int)
             samples = [samples[i] for i in idx]
         faces[name] = samples
-    detector = DlibHOGDetector(upsample=a.upsample)
-    calibration = BoxCalibration()
+    detector = DlibHOGDetector(upsample=a.upsample, grey=a.hog == "grey")
+    calibration = detector.box_calibration
     images: dict[str, np.ndarray] = {}
     detection: dict[str, tuple[np.ndarray | None, float]] = {}
     t0 = time.time()

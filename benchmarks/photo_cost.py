@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> dict:
     from acrloss.data_prep.crop import face_box
     from acrloss.data_prep.datasets import train_val_split, w300_subset
     from acrloss.data_prep.images import read_image
-    from acrloss.detectors import BoxCalibration, DlibHOGDetector, box_iou
+    from acrloss.detectors import DlibHOGDetector, box_iou
     from acrloss.metrics import nme
 
     settings = []
@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> dict:
         tta = text.endswith("+tta")
         settings.append((text, int(text[1:-4] if tta else text[1:]), tta))
     val = train_val_split(w300_subset(a.data_dir, "train"), 0.1, 0)[1]
-    detector, cal = DlibHOGDetector(), BoxCalibration()
+    detector = DlibHOGDetector()
+    cal = detector.box_calibration
     faces = []
     for s in [val[i] for i in np.linspace(0, len(val) - 1, min(len(val), 3 * a.faces)).round().astype(int)]:
         img = read_image(s.image_path)

@@ -43,6 +43,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--refine", type=int, nargs="*", default=[0, 1, 2],
                    help="also score FaceAligner(refine=R, tta=False) for these R on the same detections (default 0 1 2)")
     p.add_argument("--tta", action="store_true", help="also score each R with tta=True (flip test-time averaging)")
+    p.add_argument("--hog", choices=["grey", "colour"], default="grey",
+                   help="dlib HOG on the grey image (DlibHOGDetector's default) or the colour image; figures "
+                        "before 2026-12-04 used colour")
     a = p.parse_args(argv)
     if not a.data_dir:
         p.error("give --data-dir (or set ACRLOSS_300W)")
@@ -61,7 +64,7 @@ def main(argv: list[str] | None = None) -> dict:
     t_start = time.time()
     data_dir = Path(a.data_dir)
     photos = read_folder(data_dir / "full")
-    detector = DlibHOGDetector()
+    detector = DlibHOGDetector(grey=a.hog == "grey")
     result: dict = {
         "data": str(data_dir / "full"),
         "photos": len(photos),

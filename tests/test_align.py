@@ -318,8 +318,12 @@ def test_large_photo_boxes_map_back_to_original_pixels():
     image = sample_portrait()
     f = 2.5  # 1280 x 1500: shrunk for detection (max_side 1024), boxes mapped back
     big = cv2.resize(image, None, fx=f, fy=f, interpolation=cv2.INTER_LINEAR)
-    small = DlibHOGDetector()(image)
-    large = DlibHOGDetector()(big)
+    # the colour HOG: on this face it fires at the same pyramid scale in both sizes, so the
+    # boxes must agree; the grey HOG fires one scale up on the large copy (a box 20 % larger),
+    # a detector property, not the mapping's (tests/test_detectors.py checks the grey path's
+    # mapping exactly with a stand-in detector)
+    small = DlibHOGDetector(grey=False)(image)
+    large = DlibHOGDetector(grey=False)(big)
     assert len(small) == 1 and len(large) == 1
     scaled = (small[0][0] + 0.5) * f - 0.5
     assert box_iou(large[0][0], scaled) > 0.8, (large[0][0], scaled)

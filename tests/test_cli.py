@@ -88,6 +88,24 @@ def test_align_real_photo_writes_image_pts_json(w300_dir, tmp_path, capsys):
     assert not list(out.glob(".*"))  # no temporary files left
 
 
+def test_align_detector_flag_picks_the_hog_mode(w300_dir, tmp_path, capsys):
+    """``--detector dlib`` (default) runs HOG on the grey image, ``dlib-colour`` on the colour
+    image; the JSON names the detector, and both find the photo's face."""
+    _dlib()
+    photo = w300_dir / PHOTO
+    if not photo.is_file():
+        pytest.skip(f"{photo} not found")
+    records = {}
+    for flag in ("dlib", "dlib-colour"):
+        out = tmp_path / flag
+        assert main(["align", str(photo), "--out", str(out), "--detector", flag]) == 0, capsys.readouterr().err
+        records[flag] = json.loads((out / f"{photo.stem}.json").read_text())
+    assert "grey=True" in records["dlib"]["detector"] and "grey=False" in records["dlib-colour"]["detector"]
+    assert len(records["dlib"]["faces"]) == len(records["dlib-colour"]["faces"]) == 1
+    with pytest.raises(SystemExit):
+        main(["align", str(photo), "--out", str(tmp_path / "x"), "--detector", "opencv"])
+
+
 def test_align_nothing_readable_exits_1(tmp_path, capsys):
     _dlib()
     bad = tmp_path / "bad.jpg"

@@ -172,3 +172,91 @@ def test_outside_the_image_is_black(real_image):
     h, w = real_image.shape[:2]
     t = CropTransform.from_box(np.array([-200.0, -200.0, -100.0, -100.0]), 32, 0.0)
     assert not t.warp(real_image).any()
+
+
+# ----------------------------------------------------------------- the region-only pre-shrink
+def _full_shrink_warp(t: CropTransform, image: np.ndarray) -> np.ndarray:
+    """The warp with the whole photo shrunk by ``cv2.resize`` (the reference)."""
+    import cv2
+
+    scale = float(np.sqrt(abs(np.linalg.det(t.matrix[:, :2]))))
+    assert scale < 0.5, "the reference is for crops that pre-shrink"
+    f = scale * 1.5
+    dsize = (max(1, round(image.shape[1] * f)), max(1, round(image.shape[0] * f)))
+    sx, sy = dsize[0] / image.shape[1], dsize[1] / image.shape[0]
+    pre = np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0, 0, 1]])
+    m = (to_h(t.matrix) @ np.linalg.inv(pre))[:2]
+    src = cv2.resize(image, dsize, interpolation=cv2.INTER_AREA)
+    return cv2.warpAffine(src, m, (t.size, t.size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+
+
+def _region_used(monkeypatch) -> list:
+    """Records each area_shrink_region result (None = fell back to the full shrink)."""
+    from acrloss.data_prep import crop as crop_module
+
+    used, real = [], crop_module.area_shrink_region
+
+    def spy(*args, **kwargs):
+        out = real(*args, **kwargs)
+        used.append(out is not None)
+        return out
+
+    monkeypatch.setattr(crop_module, "area_shrink_region", spy)
+    return used
+
+
+@pytest.mark.parametrize("channels", [3, None])
+def test_region_shrink_equals_the_full_shrink_on_synthetic_photos(monkeypatch, channels):
+    rng = np.random.default_rng(1)
+    shape = (1700, 2300) + ((channels,) if channels else ())
+    # smooth content plus noise, so area averages land on every kind of value
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]]
+    base = 127 + 100 * np.sin(xx / 37.0) * np.cos(yy / 53.0)
+    image = np.clip((base if channels is None else base[..., None]) + rng.normal(0, 20, shape), 0, 255).astype(np.uint8)
+    used = _region_used(monkeypatch)
+    boxes = [[300, 200, 700, 650], [1500, 900, 2100, 1500], [-150, -100, 250, 300], [2000, 1400, 2600, 1900]]
+    for box, size in zip(boxes, (128, 160, 128, 96)):
+        t = CropTransform.from_box(np.array(box, float), size, 0.25)
+        got, want = t.warp(image), _full_shrink_warp(t, image)
+        diff = np.abs(got.astype(int) - want.astype(int))
+        assert diff.max() <= 1 and (diff > 0).mean() < 1e-3, (box, diff.max(), (diff > 0).mean())
+    assert used and all(used), "every crop here covers a small part of a large photo: the region path must run"
+
+
+def test_region_shrink_of_a_crop_outside_the_photo_is_black():
+    from acrloss.data_prep.crop import area_shrink_region
+
+    image = np.full((2000, 2000, 3), 200, np.uint8)
+    t = CropTransform.from_box(np.array([5000.0, 5000.0, 5400.0, 5400.0]), 64, 0.25)
+    assert not t.warp(image).any()
+    m = np.array([[0.5, 0.0, -3000.0], [0.0, 0.5, -3000.0]])
+    out = area_shrink_region(image, (500, 500), m, 64)
+    assert out is not None and out.shape == (500, 500, 3) and not out.any()
+    # a crop covering most of the shrunk photo is left to the full shrink
+    assert area_shrink_region(image, (500, 500), np.array([[0.2, 0.0, 0.0], [0.0, 0.2, 0.0]]), 96) is None
+
+
+def test_region_shrink_equals_the_full_shrink_on_real_photos(monkeypatch, w300_dir):
+    from pathlib import Path
+
+    from acrloss.data_prep.formats import read_pts
+
+    full = Path(w300_dir) / "full"
+    photos = [p for p in sorted(full.rglob("*.jpg")) if p.with_suffix(".pts").is_file()]
+    if not photos:
+        pytest.skip(f"no whole photos with .pts under {full}")
+    used = _region_used(monkeypatch)
+    rng = np.random.default_rng(0)
+    worst, differing, pixels = 0, 0, 0
+    for path in photos:
+        image = read_image(path)
+        box = face_box(read_pts(path.with_suffix(".pts")))
+        for size in (128, 160):
+            b = box + rng.normal(0, 0.05, 4) * (box[2] - box[0])
+            t = CropTransform.from_box(b, size, 0.25)
+            if np.sqrt(abs(np.linalg.det(t.matrix[:, :2]))) >= 0.5:
+                continue
+            diff = np.abs(t.warp(image).astype(int) - _full_shrink_warp(t, image).astype(int))
+            worst, differing, pixels = max(worst, int(diff.max())), differing + int((diff > 0).sum()), pixels + diff.size
+    assert sum(used) >= 4, f"the region path ran on only {sum(used)} crops of {len(used)}"
+    assert worst <= 1 and differing / pixels < 1e-4, (worst, differing / pixels)
