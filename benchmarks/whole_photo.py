@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--tta", action="store_true", help="also score each R with tta=True (flip test-time averaging)")
     p.add_argument("--hog", choices=["grey", "colour"], default="grey",
                    help="dlib HOG on the grey image (DlibHOGDetector's default) or the colour image; figures "
-                        "before 2026-12-04 used colour")
+                        "recorded before the grey default used colour")
     a = p.parse_args(argv)
     if not a.data_dir:
         p.error("give --data-dir (or set ACRLOSS_300W)")
