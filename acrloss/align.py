@@ -4,7 +4,7 @@
 
     from acrloss.align import FaceAligner, draw_landmarks
 
-    aligner = FaceAligner()                      # shipped "mnv2_acr_300w", dlib HOG detector
+    aligner = FaceAligner()                      # shipped "ensemble_acr_300w", dlib HOG detector
     faces = aligner.get_landmarks("photo.jpg")   # list of (68, 2) arrays, one per face
     faces, boxes, scores = aligner.get_landmarks(image, return_boxes=True)
     annotated = draw_landmarks(image, faces, boxes)      # RGB in, RGB out

@@ -54,6 +54,7 @@ PASSTHROUGH: dict[str, tuple[str, str]] = {
     "prep": ("acrloss.data_prep.labels", "write normalized label .npy files (= acrloss-prep)"),
     "demo": ("acrloss.demo", "align the sample portrait, evaluate on 300-W (= acrloss-demo)"),
     "flops": ("acrloss.flops", "parameters and multiply-adds of a checkpoint"),
+    "ensemble": ("acrloss.tools.ensemble", "average several trained models in one checkpoint"),
 }
 IMAGE_FORMATS = ("jpg", "png")
 

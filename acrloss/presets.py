@@ -19,11 +19,11 @@ import os
 from pathlib import Path
 
 #: the model ``FaceAligner()`` and ``acrloss align`` use when none is named
-DEFAULT_MODEL = "mnv2_acr_300w"
-#: photo-path defaults of ``FaceAligner`` and ``acrloss align``: one refine pass and flip
-#: test-time averaging (4 model calls per face), chosen by detector-box NME on the fixed-seed
-#: validation split (``benchmarks/generalization.py``; numbers in docs/generalization.md)
-DEFAULT_REFINE = 1
+DEFAULT_MODEL = "ensemble_acr_300w"
+#: photo-path defaults of ``FaceAligner`` and ``acrloss align``: two refine passes and flip
+#: test-time averaging (6 model calls per face), chosen by detector-box NME on the fixed-seed
+#: validation split (``benchmarks/generalization.py``; numbers and cost in docs/generalization.md)
+DEFAULT_REFINE = 2
 DEFAULT_TTA = True
 
 PACKAGE_DIR = Path(__file__).resolve().parent

@@ -67,6 +67,13 @@ def model_split(path: Path) -> str:
                 record = json.loads(meta.read_text())
             except ValueError:
                 continue
+            if isinstance(record, dict) and "ensemble" in record:  # an ensemble: its members' common split
+                from acrloss.tools.ensemble import member_files  # noqa: PLC0415
+
+                splits = {model_split(p) for p in member_files(meta)}
+                if len(splits) != 1:
+                    raise SystemExit(f"{path}: the ensemble's members were trained on different splits {sorted(splits)}")
+                return splits.pop()
             settings = record.get("settings", record)
             if isinstance(settings, dict) and ("split" in settings or "arch" in settings):
                 return str(settings.get("split", "random"))

@@ -28,20 +28,29 @@ def _fmt(value: Any, digits: int = 2) -> str:
 
 def render_card(meta: dict[str, Any]) -> str:
     """The Markdown model card of one checkpoint JSON (as written by ``scripts/ship_checkpoint.py``)."""
-    for key in ("name", "settings", "results"):
+    ensemble = meta.get("ensemble")
+    for key in ("name", "results") + (() if ensemble else ("settings",)):
         if key not in meta:
             raise ValueError(f"model JSON {meta.get('name', '?')!r} has no {key!r} entry")
     name, results = meta["name"], meta["results"]
-    settings = TrainConfig.from_dict(meta["settings"])  # flat (older) or nested settings
     lines = [f"# `{name}`", "",
              "Generated from `pre_trained_models/" + f"{name}.json` by `python scripts/model_cards.py`; "
              "do not edit by hand.", "",
-             "| setting | value |", "|---|---|",
-             f"| architecture | `{settings.arch}` |",
-             f"| loss | `{settings.loss.name}` |",
-             f"| start | `{settings.start}` |",
-             f"| input | {settings.crop.input_size} px, margin {settings.crop.margin} |",
-             f"| dataset | {meta.get('data', settings.dataset)} |"]
+             "| setting | value |", "|---|---|"]
+    if ensemble:  # an average of shipped models (acrloss.models.ensemble): no training of its own
+        members = ", ".join(f"`{Path(m['file']).stem}` x {m['weight']:g}" for m in ensemble["members"])
+        lines += ["| architecture | ensemble (`acrloss.models.ensemble`): the members' points averaged |",
+                  f"| members | {members} (each has its own card) |",
+                  f"| input | {ensemble['input_size']} px, margin {ensemble['margin']} (members with a smaller input "
+                  "get a bilinear resize) |",
+                  f"| dataset | {meta.get('data')} |"]
+    else:
+        settings = TrainConfig.from_dict(meta["settings"])  # flat (older) or nested settings
+        lines += [f"| architecture | `{settings.arch}` |",
+                  f"| loss | `{settings.loss.name}` |",
+                  f"| start | `{settings.start}` |",
+                  f"| input | {settings.crop.input_size} px, margin {settings.crop.margin} |",
+                  f"| dataset | {meta.get('data', settings.dataset)} |"]
     size = meta.get("size")
     if size:
         lines.append(f"| parameters | {size['params']:,} |")
@@ -56,6 +65,13 @@ def render_card(meta: dict[str, Any]) -> str:
         lines.append(f"| {sub} | {r['n']} | {_fmt(r['nme'], 3)} | {_fmt(r['fr10'])} | {_fmt(r['auc10'], 3)} |")
     for sub, why in results.get("missing", {}).items():
         lines.append(f"| {sub} | not measured: {why} | | | |")
+    if ensemble:
+        lines += ["", "## How it was made", "",
+                  f"`{meta.get('command')}`", "",
+                  "Its members were trained as their cards say; the ensemble itself has no training."]
+        if meta.get("license"):
+            lines += ["", "## Licence", "", meta["license"]]
+        return "\n".join(lines) + "\n"
     training = meta.get("training", {})
     lines += ["", "## Training", ""]
     best = meta.get("best_checkpoint") or {}

@@ -3,6 +3,12 @@
 its measured results on the 300-W test subsets.
 
     python scripts/ship_checkpoint.py --run runs/mnv2_acr_128 --name mnv2_acr_300w --data-dir ../shared/data/300w
+
+An ensemble of shipped models (:mod:`acrloss.models.ensemble`) is shipped the same way, its
+JSON recording the members instead of training settings:
+
+    python scripts/ship_checkpoint.py --ensemble musica_p8_long_acr_300w mnv2_acr_300w --weights 0.6 0.4 \
+        --name ensemble_acr_300w --data-dir ../shared/data/300w
 """
 from __future__ import annotations
 
@@ -10,6 +16,8 @@ import argparse
 import csv
 import json
 import platform
+import shlex
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,18 +69,52 @@ def earlier_stages(init_weights: Path) -> list[dict]:
         init_weights = Path(cfg["init_weights"])
 
 
+def ship_ensemble(a: argparse.Namespace, out: Path) -> None:
+    """Build ``pre_trained_models/NAME.h5`` from shipped members, evaluate it, write its JSON."""
+    from acrloss.tools.ensemble import build_ensemble_file
+
+    if not a.weights:
+        raise SystemExit("--ensemble needs --weights")
+    members = [str(out / f"{m}.h5") if "/" not in m and not m.endswith((".h5", ".keras")) else m for m in a.ensemble]
+    target = out / f"{a.name}.h5"
+    command = a.command or "python scripts/ship_checkpoint.py " + " ".join(shlex.quote(x) for x in sys.argv[1:])
+    record = build_ensemble_file(members, a.weights, target, name=a.name, command=command)
+    result = Test().test_model("300w", target, data_dir=a.data_dir, out_dir=out / f"{a.name}_eval")
+    print(format_table(result))
+    result["model"] = f"pre_trained_models/{a.name}.h5"
+    model = load_model(target)
+    member_meta = [json.loads((out / m["file"]).with_suffix(".json").read_text()) for m in record["ensemble"]["members"]]
+    meta = {
+        **record,
+        "size": {"params": count_params(model), "mmacs": round(count_macs(model) / 1e6, 2),
+                 "command": f"python -m acrloss.flops pre_trained_models/{a.name}.h5"},
+        "data": member_meta[0].get("data"),
+        "results": result,
+        "eval_command": f"python test.py --model pre_trained_models/{a.name}.h5 --dataset 300w --data-dir {a.data_dir} --json out/{a.name}.json",
+        "license": "Trained on 300-W: non-commercial research use only.",
+    }
+    atomic_write_bytes(out / f"{a.name}.json", json.dumps(meta, indent=1).encode())
+    print(f"wrote {target} and {a.name}.json")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run", required=True, help="a Train save_path")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--run", help="a Train save_path")
+    src.add_argument("--ensemble", nargs="+", metavar="MODEL", help="shipped models to average (see --weights)")
+    p.add_argument("--weights", type=float, nargs="+", help="--ensemble: one weight per member, summing to 1")
     p.add_argument("--name", required=True)
     p.add_argument("--data-dir", required=True)
     p.add_argument("--command", default="", help="the training command, recorded in the JSON")
     p.add_argument("--decoder", choices=Decoder.choices(), default=None,
                    help="heatmap models: ship with this in-model decoder (default: the one it was trained with)")
     a = p.parse_args()
-    run = Path(a.run)
     out = ROOT / "pre_trained_models"
     out.mkdir(exist_ok=True)
+    if a.ensemble:
+        ship_ensemble(a, out)
+        return
+    run = Path(a.run)
     target = out / f"{a.name}.h5"
     tmp = out / f".{a.name}.partial"
     # inference-only copy: weights and architecture, no optimizer state

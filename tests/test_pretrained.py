@@ -26,6 +26,37 @@ def test_at_least_one_checkpoint_is_shipped():
         assert "non-commercial" in record["license"]
 
 
+ENSEMBLES = [p for p in SHIPPED if "ensemble" in json.loads(p.with_suffix(".json").read_text())]
+
+
+@pytest.mark.parametrize("path", ENSEMBLES, ids=[p.stem for p in ENSEMBLES])
+def test_a_shipped_ensemble_holds_its_shipped_members(path):
+    """An ensemble embeds copies of its members' weights: a member shipped again without
+    rebuilding the ensemble shows up as a changed SHA-256 (and as different points)."""
+    import hashlib
+
+    import keras
+
+    from acrloss.models import load_model
+    from acrloss.tools.ensemble import member_files
+
+    record = json.loads(path.with_suffix(".json").read_text())["ensemble"]
+    files = member_files(path.with_suffix(".json"))
+    assert len(files) >= 2 and all(f.parent == path.parent for f in files)  # shipped members, beside it
+    for member, f in zip(record["members"], files):
+        assert hashlib.sha256(f.read_bytes()).hexdigest() == member["sha256"], f"{f.name} changed since {path.name} was built"
+    model = load_model(path)
+    x = np.random.default_rng(0).uniform(0, 255, (2, record["input_size"], record["input_size"], 3)).astype("float32")
+    stacked = np.asarray(model(x)["members"])
+    for k, (member, f) in enumerate(zip(record["members"], files)):
+        m = load_model(f)
+        size = member["input_size"]
+        xs = x if size == record["input_size"] else np.asarray(keras.layers.Resizing(size, size)(x))
+        out = m(xs, training=False)
+        pts = np.asarray(out["landmarks"] if isinstance(out, dict) else out).reshape(2, -1)
+        np.testing.assert_allclose(stacked[:, k], pts, atol=1e-4, err_msg=f.name)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
 def test_shipped_results_reproduce_with_test_cli(path, w300_dir, tmp_path):

@@ -35,6 +35,20 @@ def test_roles_and_settings(gen, tmp_path):
     (run / "config.json").write_text(json.dumps({"arch": "mnv2", "split": "loso-helen"}))
     assert gen.model_split(run / "best.h5") == "loso-helen"
     assert gen.model_split(REPO / "pre_trained_models" / "mnv2_acr_300w.h5") == "random"
+    assert gen.model_split(REPO / "pre_trained_models" / "ensemble_acr_300w.h5") == "random"  # its members' split
+
+
+def test_an_ensemble_takes_its_members_split(gen, tmp_path):
+    for name, split in (("a", "loso-lfpw"), ("b", "loso-lfpw"), ("c", "loso-helen")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(json.dumps({"arch": "mnv2", "split": split}))
+    record = {"ensemble": {"members": [{"file": "a/best.h5"}, {"file": "b/best.h5"}]}}
+    (tmp_path / "ens.json").write_text(json.dumps(record))
+    assert gen.model_split(tmp_path / "ens.h5") == "loso-lfpw"
+    record["ensemble"]["members"][1]["file"] = "c/best.h5"
+    (tmp_path / "ens.json").write_text(json.dumps(record))
+    with pytest.raises(SystemExit, match="different splits"):
+        gen.model_split(tmp_path / "ens.h5")
 
 
 @pytest.mark.slow
