@@ -2,20 +2,14 @@
 the tie-break of ``best``, and option errors."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-
+from tests.benchmarks.bench_module import load_benchmark
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("ensemble_weights", REPO / "benchmarks" / "ensemble_weights.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("ensemble_weights")
 
 
 def test_best_row_breaks_near_ties_by_failures(bench):

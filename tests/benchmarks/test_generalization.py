@@ -3,22 +3,20 @@ landmark-box rows equal test.py's numbers on the same faces, and the detector ro
 misses apart (and as failures in fr10_with_misses)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.benchmarks.bench_module import load_benchmark
+
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def gen():
-    spec = importlib.util.spec_from_file_location("generalization", REPO / "benchmarks" / "generalization.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("generalization")
 
 
 def test_roles_and_settings(gen, tmp_path):
