@@ -83,12 +83,12 @@ def ship_ensemble(a: argparse.Namespace, out: Path) -> None:
     print(format_table(result))
     result["model"] = f"pre_trained_models/{a.name}.h5"
     model = load_model(target)
-    member_meta = [json.loads((out / m["file"]).with_suffix(".json").read_text()) for m in record["ensemble"]["members"]]
+    first_member = json.loads((out / record["ensemble"]["members"][0]["file"]).with_suffix(".json").read_text())
     meta = {
         **record,
         "size": {"params": count_params(model), "mmacs": round(count_macs(model) / 1e6, 2),
                  "command": f"python -m acrloss.flops pre_trained_models/{a.name}.h5"},
-        "data": member_meta[0].get("data"),
+        "data": first_member.get("data"),
         "results": result,
         "eval_command": f"python test.py --model pre_trained_models/{a.name}.h5 --dataset 300w --data-dir {a.data_dir} --json out/{a.name}.json",
         "license": "Trained on 300-W: non-commercial research use only.",

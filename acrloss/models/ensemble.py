@@ -149,9 +149,7 @@ def build_ensemble(members: Sequence[keras.Model], weights: Sequence[float], inp
     if len(set(counts)) != 1 or counts[0] % 2:
         raise ValueError(f"ensemble: members must give the same number of points, got {[c // 2 for c in counts]}")
     average, stacked, disagreement = PointAverage(weights, name="average")(outputs)
-    out = {"landmarks": keras.layers.Identity(name="landmarks")(average),
-           "members": keras.layers.Identity(name="members")(stacked),
-           "disagreement": keras.layers.Identity(name="disagreement")(disagreement)}
+    out = {key: keras.layers.Identity(name=key)(value) for key, value in zip(OUTPUT_KEYS, (average, stacked, disagreement))}
     return keras.Model(image, out, name=name)
 
 
