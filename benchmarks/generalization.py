@@ -2,7 +2,8 @@
 model, with landmark boxes and with detector boxes.
 
     python benchmarks/generalization.py --data-dir ../shared/data/300w --json out/generalization.json \\
-        [--model NAME_OR_PATH ...] [--limit N] [--sets val common ...] [--settings r0 r1 r1+tta ...]
+        [--model NAME_OR_PATH ...] [--limit N] [--leave-out N] [--per-face] [--sets val common ...] \\
+        [--settings r0 r1 r1+tta ...]
 
 Face sets (the 300-W folders hold 1.8x crops around each face):
 
@@ -35,12 +36,19 @@ Boxes:
 Also per detector setting: ``ms_per_face`` (crop + model calls, detection excluded) and, with
 TTA, ``quality_spearman``: the rank correlation of the flip disagreement with the true NME.
 NME in % of the outer-eye-corner distance (36, 45), in the photo's pixels.
+
+Choosing and reporting on disjoint faces: ``--limit N`` scores N evenly spaced faces per set
+(``acrloss.data_prep.splits.evenly_spaced``); ``--leave-out N`` first drops exactly those N, so
+``--leave-out 100 --limit 200`` tunes on 200 other faces and ``--limit 100`` then reports on the
+100 never used for choosing. ``--per-face`` adds each face's image and NME per box setting
+(``null``: missed), for the failure analysis in docs/generalization.md.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -107,16 +115,23 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--sets", nargs="+", default=list(ALL_SETS), choices=list(ALL_SETS) + ["common"],
                    help="face sets (common = helen/testset + lfpw/testset)")
     p.add_argument("--limit", type=int, default=0, help="evenly spaced N faces per set (0 = all)")
+    p.add_argument("--leave-out", type=int, default=0, metavar="N",
+                   help="first drop the N evenly spaced faces per set that --limit N scores, to choose settings "
+                        "on the others and report on those N (0: none)")
     p.add_argument("--settings", nargs="+", type=parse_setting, default=None,
                    help="photo-path settings for the detector-box rows: rN or rN+tta (default: FaceAligner's defaults)")
     p.add_argument("--min-iou", type=float, default=0.3, help="calibrated-box IoU that counts as detected (0.3)")
     p.add_argument("--upsample", type=int, default=1, help="dlib upsampling (1)")
+    p.add_argument("--per-face", action="store_true",
+                   help="also write each face's image and NME per box setting (NaN: missed) under 'per_face'")
     p.add_argument("--hog", choices=["grey", "colour"], default="grey",
                    help="dlib HOG on the grey image (DlibHOGDetector's default) or the colour image; figures "
                         "recorded before the grey default used colour")
     a = p.parse_args(argv)
     if not a.data_dir:
         p.error("give --data-dir (or set ACRLOSS_300W)")
+    if a.limit < 0 or a.leave_out < 0:
+        p.error("--limit and --leave-out must be >= 0")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
     import inspect
@@ -127,6 +142,7 @@ def main(argv: list[str] | None = None) -> dict:
     from acrloss.data_prep.crop import face_box
     from acrloss.data_prep.datasets import read_folder, train_val_split, w300_subset
     from acrloss.data_prep.images import read_image
+    from acrloss.data_prep.splits import evenly_spaced
     from acrloss.detectors import DlibHOGDetector, box_iou
     from acrloss.metrics import nme, summarize
 
@@ -148,9 +164,10 @@ def main(argv: list[str] | None = None) -> dict:
             samples = train_val_split(w300_subset(data_dir, "train"), 0.1, 0)[1]
         else:
             samples = read_folder(data_dir / name, 68, recursive=False)
-        if a.limit and a.limit < len(samples):
-            idx = np.linspace(0, len(samples) - 1, a.limit).round().astype(int)
-            samples = [samples[i] for i in idx]
+        if a.leave_out:
+            dropped = set(evenly_spaced(len(samples), a.leave_out).tolist())
+            samples = [s for i, s in enumerate(samples) if i not in dropped]
+        samples = [samples[i] for i in evenly_spaced(len(samples), a.limit)]
         faces[name] = samples
     detector = DlibHOGDetector(upsample=a.upsample, grey=a.hog == "grey")
     calibration = detector.box_calibration
@@ -184,9 +201,11 @@ def main(argv: list[str] | None = None) -> dict:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.items()}
 
     result: dict = {
+        "command": "python benchmarks/generalization.py " + shlex.join(sys.argv[1:] if argv is None else argv),
         "data": str(data_dir),
         "sets": {k: len(v) for k, v in faces.items()},
         "limit": a.limit or None,
+        "left_out": a.leave_out or None,
         "detector": repr(detector),
         "calibration": repr(calibration),
         "min_iou": a.min_iou,
@@ -232,6 +251,10 @@ def main(argv: list[str] | None = None) -> dict:
                     if tta:
                         cell["quality_spearman"] = spearman([f[0].flip_disagreement for f in det], err[found])
                 row.setdefault("detector_boxes", {})[label(r, tta)] = cell
+            if a.per_face:
+                row["per_face"] = {"images": [s.image_path for s in samples],
+                                   **{mode: [None if np.isnan(v) else round(100.0 * float(v), 3) for v in errs]
+                                      for (set_name, mode), errs in errors_by.items() if set_name == name}}
             per_set[name] = row
             print(f"{path.stem} {name}: {json.dumps(row)}", file=sys.stderr)
         # common = helen/testset + lfpw/testset; summary rows from per-face errors

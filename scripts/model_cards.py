@@ -41,6 +41,14 @@ def render_card(meta: dict[str, Any]) -> str:
         members = ", ".join(f"`{Path(m['file']).stem}` x {m['weight']:g}" for m in ensemble["members"])
         lines += ["| architecture | ensemble (`acrloss.models.ensemble`): the members' points averaged |",
                   f"| members | {members} (each has its own card) |",
+                  *(["| region weights | " + ", ".join(f"{r}: " + " / ".join(f"{w:g}" for w in v)
+                                                       for r, v in ensemble["region_weights"].items()) + " |"]
+                    if ensemble.get("region_weights") else []),
+                  *([f"| anchor gate | member {ensemble['anchor_gate']['member']} "
+                     f"(`{Path(ensemble['members'][ensemble['anchor_gate']['member']]['file']).stem}`) takes over "
+                     f"a face from {ensemble['anchor_gate']['low']:g} to {ensemble['anchor_gate']['high']:g} "
+                     "(its mean distance from the others, fraction of the crop side) |"]
+                    if ensemble.get("anchor_gate") else []),
                   f"| input | {ensemble['input_size']} px, margin {ensemble['margin']} (members with a smaller input "
                   "get a bilinear resize) |",
                   f"| dataset | {meta.get('data')} |"]

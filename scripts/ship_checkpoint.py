@@ -7,8 +7,8 @@ its measured results on the 300-W test subsets.
 An ensemble of shipped models (:mod:`acrloss.models.ensemble`) is shipped the same way, its
 JSON recording the members instead of training settings:
 
-    python scripts/ship_checkpoint.py --ensemble musica_p8_long_acr_300w mnv2_acr_300w --weights 0.6 0.4 \
-        --name ensemble_acr_300w --data-dir ../shared/data/300w
+    python scripts/ship_checkpoint.py --ensemble musica_p8_long_acr_300w mnv2_acr_300w musica_long80_acr_300w \
+        --weights 0.4 0.35 0.25 --anchor-gate 1 0.02 0.035 --name ensemble_acr_300w --data-dir ../shared/data/300w
 """
 from __future__ import annotations
 
@@ -78,7 +78,13 @@ def ship_ensemble(a: argparse.Namespace, out: Path) -> None:
     members = [str(out / f"{m}.h5") if "/" not in m and not m.endswith((".h5", ".keras")) else m for m in a.ensemble]
     target = out / f"{a.name}.h5"
     command = a.command or "python scripts/ship_checkpoint.py " + " ".join(shlex.quote(x) for x in sys.argv[1:])
-    record = build_ensemble_file(members, a.weights, target, name=a.name, command=command)
+    from acrloss.tools.ensemble import parse_region_weights
+
+    gate = None
+    if a.anchor_gate:
+        gate = {"member": int(a.anchor_gate[0]), "low": float(a.anchor_gate[1]), "high": float(a.anchor_gate[2])}
+    record = build_ensemble_file(members, a.weights, target, name=a.name, command=command,
+                                 region_weights=parse_region_weights(a.region_weights or []), anchor_gate=gate)
     result = Test().test_model("300w", target, data_dir=a.data_dir, out_dir=out / f"{a.name}_eval")
     print(format_table(result))
     result["model"] = f"pre_trained_models/{a.name}.h5"
@@ -103,6 +109,10 @@ def main() -> None:
     src.add_argument("--run", help="a Train save_path")
     src.add_argument("--ensemble", nargs="+", metavar="MODEL", help="shipped models to average (see --weights)")
     p.add_argument("--weights", type=float, nargs="+", help="--ensemble: one weight per member, summing to 1")
+    p.add_argument("--region-weights", nargs="+", metavar="NAME=W1,W2",
+                   help="--ensemble: member weights on one 68-point region (acrloss ensemble --region-weights)")
+    p.add_argument("--anchor-gate", nargs=3, metavar=("K", "LOW", "HIGH"),
+                   help="--ensemble: member K takes over faces where it disagrees (acrloss ensemble --anchor-gate)")
     p.add_argument("--name", required=True)
     p.add_argument("--data-dir", required=True)
     p.add_argument("--command", default="", help="the training command, recorded in the JSON")

@@ -33,6 +33,17 @@ def loso_sources(split: str) -> tuple[tuple[str, ...], str]:
     return tuple(s for s in W300_TRAIN_SOURCES if s != held), held
 
 
+def evenly_spaced(count: int, limit: int) -> np.ndarray:
+    """Indices of ``limit`` evenly spaced items of ``count`` (all ``count`` when ``limit`` is 0
+    or not smaller): the faces ``benchmarks/generalization.py --limit N`` scores, so a tool
+    choosing anything on the same set can leave exactly those faces out."""
+    if count < 0 or limit < 0:
+        raise ValueError(f"evenly_spaced: count and limit must be >= 0, got {count}, {limit}")
+    if not limit or limit >= count:
+        return np.arange(count)
+    return np.linspace(0, count - 1, limit).round().astype(int)
+
+
 def loso_split(data_dir: str | os.PathLike, split: str, max_train_faces: int | None = None,
                seed: int = 0) -> tuple[list[Sample], list[Sample]]:
     """``(train, validation)`` samples of a leave-one-source-out split of the 300-W train

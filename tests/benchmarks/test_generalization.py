@@ -82,3 +82,34 @@ def test_small_run_matches_test_py(gen, w300_dir, tmp_path):
         assert "quality_spearman" in rows[name]["detector_boxes"]["r1+tta"]
         assert "quality_spearman" not in rows[name]["detector_boxes"]["r0"]
     assert m["summary"] == {}  # neither val nor the trainsets were run
+
+
+def test_bad_counts_are_refused(gen, tmp_path):
+    for flag in ("--limit", "--leave-out"):
+        with pytest.raises(SystemExit):
+            gen.main(["--data-dir", str(tmp_path), "--json", str(tmp_path / "g.json"), flag, "-1"])
+
+
+@pytest.mark.slow
+def test_leave_out_scores_other_faces_and_per_face_rows(gen, w300_dir, tmp_path):
+    from acrloss.data_prep.datasets import read_folder
+    from acrloss.data_prep.splits import evenly_spaced
+
+    model = REPO / "pre_trained_models" / "mnv2_acr_300w.h5"
+    if not model.is_file():
+        pytest.skip(f"{model} not found")
+    args = ["--data-dir", str(w300_dir), "--model", str(model), "--sets", "lfpw/testset", "--settings", "r0", "--per-face"]
+    held = gen.main(args + ["--json", str(tmp_path / "a.json"), "--limit", "4"])
+    tune = gen.main(args + ["--json", str(tmp_path / "b.json"), "--limit", "3", "--leave-out", "4"])
+    assert tune["left_out"] == 4 and held["left_out"] is None
+    assert tune["command"].startswith("python benchmarks/generalization.py ") and "--leave-out 4" in tune["command"]
+    rows_h = held["models"]["mnv2_acr_300w"]["sets"]["lfpw/testset"]
+    rows_t = tune["models"]["mnv2_acr_300w"]["sets"]["lfpw/testset"]
+    samples = read_folder(w300_dir / "lfpw/testset", 68, recursive=False)
+    assert rows_h["per_face"]["images"] == [samples[i].image_path for i in evenly_spaced(len(samples), 4)]
+    assert len(rows_t["per_face"]["images"]) == 3 and not set(rows_t["per_face"]["images"]) & set(rows_h["per_face"]["images"])
+    for row in (rows_h, rows_t):
+        lm = row["per_face"]["landmark_boxes"]
+        assert len(lm) == row["n"] and np.mean(lm) == pytest.approx(row["landmark_boxes"]["nme"], abs=2e-3)
+        det = [v for v in row["per_face"]["r0"] if v is not None]
+        assert len(det) == row["detector_boxes"]["r0"]["detected"]

@@ -58,3 +58,17 @@ def test_a_json_without_results_is_refused():
     cards = _cards_module()
     with pytest.raises(ValueError, match="results"):
         cards.render_card({"name": "x", "settings": {}})
+
+
+def test_an_ensemble_card_states_its_region_weights_and_anchor_gate():
+    cards = _cards_module()
+    meta = json.loads((ROOT / "pre_trained_models" / "ensemble_acr_300w.json").read_text())
+    plain_ensemble = {k: v for k, v in meta["ensemble"].items() if k not in ("region_weights", "anchor_gate")}
+    plain = cards.render_card(dict(meta, ensemble=plain_ensemble))
+    assert "region weights" not in plain and "anchor gate" not in plain
+    meta["ensemble"] = dict(plain_ensemble, region_weights={"jaw": [0.3, 0.4, 0.3]},
+                            anchor_gate={"member": 1, "low": 0.02, "high": 0.035})
+    card = cards.render_card(meta)
+    assert "| region weights | jaw: 0.3 / 0.4 / 0.3 |" in card
+    member = Path(meta["ensemble"]["members"][1]["file"]).stem
+    assert f"| anchor gate | member 1 (`{member}`) takes over a face from 0.02 to 0.035" in card

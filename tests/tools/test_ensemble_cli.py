@@ -41,6 +41,26 @@ def test_writes_the_checkpoint_and_its_record(tmp_path, capsys):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary files
 
 
+def test_region_weights_are_built_and_recorded(tmp_path):
+    a, b = run_folder(tmp_path, "a", 1), run_folder(tmp_path, "b", 2)
+    out = tmp_path / "ens.h5"
+    assert cli_main(["ensemble", str(a), str(b), "--weights", "0.6", "0.4", "--region-weights", "jaw=0.2,0.8",
+                     "mouth=0.9,0.1", "--out", str(out)]) == 0
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["ensemble"]["region_weights"] == {"jaw": [0.2, 0.8], "mouth": [0.9, 0.1]}
+    assert "--region-weights jaw=0.2,0.8 mouth=0.9,0.1" in record["command"]
+    assert cli_main(["ensemble", str(a), str(b), "--weights", "0.6", "0.4", "--anchor-gate", "1", "0.02", "0.04",
+                     "--out", str(tmp_path / "gated.h5")]) == 0
+    gated = json.loads((tmp_path / "gated.json").read_text())["ensemble"]
+    assert gated["anchor_gate"] == {"member": 1, "low": 0.02, "high": 0.04} and "region_weights" not in gated
+    assert load_model(tmp_path / "gated.h5").get_layer("average").anchor_gate == gated["anchor_gate"]
+    out_pts = load_model(out)(np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype("float32"))
+    stacked = np.asarray(out_pts["members"]).reshape(2, 2, 68, 2)
+    avg = np.asarray(out_pts["landmarks"]).reshape(2, 68, 2)
+    for n, (wa, wb) in ((3, (0.2, 0.8)), (30, (0.6, 0.4)), (60, (0.9, 0.1))):  # jaw, nose (global), mouth
+        np.testing.assert_allclose(avg[:, n], wa * stacked[:, 0, n] + wb * stacked[:, 1, n], atol=1e-5)
+
+
 def test_margins_must_agree(tmp_path, capsys):
     a, b = run_folder(tmp_path, "a", 1), run_folder(tmp_path, "b", 2, margin=0.3)
     out = tmp_path / "ens.h5"
@@ -68,6 +88,11 @@ def test_a_member_without_settings_needs_margin(tmp_path, capsys):
     (["--weights", "0.5", "0.6"], "sum to 1"),
     (["--weights", "1.0"], "2 members need 2 weights"),
     (["--weights", "0.5", "0.5", "--out-suffix"], ".h5 or .keras"),
+    (["--weights", "0.5", "0.5", "--region-weights", "jaw:0.5,0.5"], "expected NAME=w1,w2"),
+    (["--weights", "0.5", "0.5", "--region-weights", "jaw=0.5,0.5", "jaw=0.4,0.6"], "given twice"),
+    (["--weights", "0.5", "0.5", "--region-weights", "ears=0.5,0.5"], "unknown region 'ears'"),
+    (["--weights", "0.5", "0.5", "--region-weights", "jaw=0.5,0.6"], "sum to 1"),
+    (["--weights", "0.5", "0.5", "--anchor-gate", "2", "0.1", "0.2"], "member index 0..1"),
 ])
 def test_bad_options_are_errors(tmp_path, capsys, extra, message):
     a, b = run_folder(tmp_path, "a", 1), run_folder(tmp_path, "b", 2)
