@@ -41,17 +41,19 @@ REGIONS_68: dict[str, tuple[int, ...]] = {
 }
 
 
+def _positive_weight(w: Any) -> float:
+    if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w <= 0:
+        raise ValueError(f"ensemble: every weight must be a finite number > 0, got {w!r}")
+    return float(w)
+
+
 def check_weights(weights: Sequence[float], count: int) -> list[float]:
     """``weights`` as floats after checking: one per member, each finite and > 0, summing to 1
     (within 1e-6); ``ValueError`` naming the problem otherwise."""
     values = list(weights)
     if len(values) != count:
         raise ValueError(f"ensemble: {count} members need {count} weights, got {len(values)}")
-    out = []
-    for w in values:
-        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w <= 0:
-            raise ValueError(f"ensemble: every weight must be a finite number > 0, got {w!r}")
-        out.append(float(w))
+    out = [_positive_weight(w) for w in values]
     if abs(sum(out) - 1.0) > 1e-6:
         raise ValueError(f"ensemble: weights must sum to 1, got {out} (sum {sum(out):g})")
     return out
@@ -66,14 +68,11 @@ def check_point_weights(weights: Sequence[Sequence[float]], count: int) -> list[
     lengths = {len(r) for r in rows}
     if len(lengths) != 1 or 0 in lengths:
         raise ValueError(f"ensemble: every member needs one weight per point, got rows of lengths {sorted(lengths)}")
-    for r in rows:
-        for w in r:
-            if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w <= 0:
-                raise ValueError(f"ensemble: every weight must be a finite number > 0, got {w!r}")
+    rows = [[_positive_weight(w) for w in r] for r in rows]
     for n, column in enumerate(zip(*rows)):
         if abs(sum(column) - 1.0) > 1e-6:
             raise ValueError(f"ensemble: point {n}'s weights must sum to 1, got {list(column)} (sum {sum(column):g})")
-    return [[float(w) for w in r] for r in rows]
+    return rows
 
 
 def region_point_weights(weights: Sequence[float], regions: dict[str, Sequence[float]],
